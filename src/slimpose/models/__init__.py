@@ -1,0 +1,53 @@
+"""Pose models and the model index.
+
+``MODELS`` maps each published variant's name to its factory (a plain dict, written out by hand).
+Every factory takes ``num_keypoints=17, input_size=(192, 256)`` (w, h) and keyword overrides.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from slimpose.models.distilpose import deeppose_res50, distilpose_l, distilpose_s
+from slimpose.models.hrnet import hrnet_w32, hrnet_w48
+from slimpose.models.simplebaseline import simplebaseline_res50, simplebaseline_res101, simplebaseline_res152
+from slimpose.models.tokenpose import (
+    distilpose_teacher,
+    tokenpose_b,
+    tokenpose_l_d24,
+    tokenpose_s_v1,
+    tokenpose_s_v2,
+)
+from slimpose.utils.io import SlimposeInputError
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    # heatmap CNNs
+    "simplebaseline_res50": simplebaseline_res50,
+    "simplebaseline_res101": simplebaseline_res101,
+    "simplebaseline_res152": simplebaseline_res152,
+    "hrnet_w32": hrnet_w32,
+    "hrnet_w48": hrnet_w48,
+    # TokenPose family (heatmaps from keypoint tokens)
+    "tokenpose_s_v1": tokenpose_s_v1,
+    "tokenpose_s_v2": tokenpose_s_v2,
+    "tokenpose_b": tokenpose_b,
+    "tokenpose_l_d24": tokenpose_l_d24,
+    "distilpose_teacher": distilpose_teacher,
+    # regression students
+    "deeppose_res50": deeppose_res50,
+    "distilpose_s": distilpose_s,
+    "distilpose_l": distilpose_l,
+}
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build ``MODELS[name](**overrides)``; an unknown name raises SlimposeInputError listing the known ones."""
+    factory = MODELS.get(name)
+    if factory is None:
+        raise SlimposeInputError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return factory(**overrides)
+
+
+__all__ = ["MODELS", "create_model"]

@@ -1,0 +1,94 @@
+"""MSRA Gaussian heatmap codec (SimpleBaseline/HRNet targets), optionally with DARK.
+
+Encoding: HRNet ``generate_target``: a Gaussian of ``sigma`` heatmap pixels centred at the
+integer-rounded keypoint ``floor(x / stride + 0.5)`` inside a ``2 * int(3 sigma) + 1`` window, or
+(``unbiased=True``, DARK Eq. 10) at the sub-pixel keypoint ``x / stride`` over the whole map.
+Decoding: argmax + a quarter-pixel shift towards the higher neighbour (HRNet ``get_final_preds``),
+or DARK (Zhang et al. CVPR 2020): blur with ``blur_kernel_size``, log, one 2nd-order Taylor step.
+Scores are the heatmap maxima. ``stride = input_size / heatmap_size`` (4 for 256x192 -> 64x48).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._gaussian import (check_heatmaps, check_keypoints, check_size, dark_blur, dark_taylor_refine,
+                        heatmap_argmax, quarter_offset_refine)
+
+
+class MSRAHeatmap:
+    """Gaussian heatmap targets with ``scale = input_size / heatmap_size``; see the module docstring.
+
+    A keypoint whose 3-sigma window does not touch the heatmap (or whose weight is 0 or coordinate
+    is NaN) gets ``target_weight = 0`` and an all-zero heatmap.
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int] = (192, 256),
+        heatmap_size: tuple[int, int] = (48, 64),
+        sigma: float = 2.0,
+        unbiased: bool = False,
+        blur_kernel_size: int = 11,
+    ) -> None:
+        self.input_size = check_size(input_size, "input_size")
+        self.heatmap_size = check_size(heatmap_size, "heatmap_size")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
+        self.sigma = float(sigma)
+        self.unbiased = bool(unbiased)
+        self.blur_kernel_size = int(blur_kernel_size)
+        self.scale = np.array(self.input_size, np.float32) / np.array(self.heatmap_size, np.float32)
+
+    def __repr__(self) -> str:
+        return (f"MSRAHeatmap(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+                f"sigma={self.sigma}, unbiased={self.unbiased}, blur_kernel_size={self.blur_kernel_size})")
+
+    def encode(self, keypoints: Any, weights: Any) -> dict[str, np.ndarray]:
+        """(K, 2) crop-pixel keypoints + (K,) weights -> ``target`` (K, h, w), ``target_weight`` (K,)."""
+        kpts, w = check_keypoints(keypoints, weights)
+        hm_w, hm_h = self.heatmap_size
+        mu = kpts / self.scale
+        xs = np.arange(hm_w, dtype=np.float32)[None, None, :]
+        ys = np.arange(hm_h, dtype=np.float32)[None, :, None]
+        if self.unbiased:
+            # official DARK bounds: drop if left >= W, top >= H, right < 0 or bottom < 0
+            radius = 3.0 * self.sigma
+            inside = (mu - radius < [hm_w, hm_h]).all(axis=1) & (mu + radius + 1 >= 0).all(axis=1)
+            centre = mu
+            window = None
+        else:
+            radius = int(3.0 * self.sigma)
+            centre = np.floor(mu + 0.5)
+            # the integer window [c - r, c + r] must overlap the map
+            inside = ((centre - radius <= [hm_w - 1, hm_h - 1]).all(axis=1)
+                      & (centre + radius >= 0).all(axis=1))
+            window = radius
+        valid = inside & (w > 0)
+        dx = xs - centre[:, 0, None, None]
+        dy = ys - centre[:, 1, None, None]
+        target = np.exp(-(dx * dx + dy * dy) / (2.0 * self.sigma ** 2))
+        if window is not None:
+            target = target * ((np.abs(dx) <= window) & (np.abs(dy) <= window))
+        target = np.where(valid[:, None, None], target, 0.0).astype(np.float32)
+        target_weight = np.where(valid, w, 0.0).astype(np.float32)
+        return {"target": target, "target_weight": target_weight}
+
+    def decode_heatmaps(self, heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""
+        hm = check_heatmaps(heatmaps)
+        locs, scores = heatmap_argmax(hm)
+        if self.unbiased:
+            locs = dark_taylor_refine(locs, dark_blur(hm, self.blur_kernel_size), floor=1e-10)
+        else:
+            locs = quarter_offset_refine(locs, hm)
+        return locs, scores
+
+    def decode(self, output: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
+        locs, scores = self.decode_heatmaps(output)
+        return (locs * self.scale).astype(np.float32), scores

@@ -1,0 +1,84 @@
+"""UDP Gaussian heatmap codec (Huang et al., CVPR 2020, "unbiased data processing").
+
+UDP measures sizes in pixel intervals, so the crop-to-heatmap scale is
+``(input_size - 1) / (heatmap_size - 1)`` (paper Sec. 3, ``s = (w_i - 1) / (w_o - 1)``). Encoding
+(official ``generate_udp_gaussian_heatmaps``): a Gaussian centred at the sub-pixel keypoint
+``x / scale``, truncated to the ``2 * int(3 sigma) + 1`` window around its rounded position.
+Decoding (official ``refine_keypoints_dark_udp``): argmax, DARK blur, ``log(clip(., 1e-3, 50))``,
+one Taylor step with a 3x3 stencil, then ``* scale``. Note: MMPose 1.x maps back with
+``input_size / (heatmap_size - 1)``, inconsistent with its own encoder; here the encoder's scale is
+used both ways so that the round trip is unbiased.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._gaussian import (check_heatmaps, check_keypoints, check_size, dark_blur, heatmap_argmax,
+                        udp_taylor_refine)
+
+
+class UDPHeatmap:
+    """UDP Gaussian heatmap targets and DARK-UDP decoding; see the module docstring.
+
+    A keypoint whose 3-sigma window does not touch the heatmap (or whose weight is 0 or coordinate
+    is NaN) gets ``target_weight = 0`` and an all-zero heatmap.
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int] = (192, 256),
+        heatmap_size: tuple[int, int] = (48, 64),
+        sigma: float = 2.0,
+        blur_kernel_size: int = 11,
+    ) -> None:
+        self.input_size = check_size(input_size, "input_size")
+        self.heatmap_size = check_size(heatmap_size, "heatmap_size")
+        if min(self.heatmap_size) < 2:
+            raise ValueError(f"UDP needs a heatmap of at least 2x2 pixels, got {heatmap_size}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
+        self.sigma = float(sigma)
+        self.blur_kernel_size = int(blur_kernel_size)
+        self.scale = ((np.array(self.input_size, np.float32) - 1)
+                      / (np.array(self.heatmap_size, np.float32) - 1))
+
+    def __repr__(self) -> str:
+        return (f"UDPHeatmap(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+                f"sigma={self.sigma}, blur_kernel_size={self.blur_kernel_size})")
+
+    def encode(self, keypoints: Any, weights: Any) -> dict[str, np.ndarray]:
+        """(K, 2) crop-pixel keypoints + (K,) weights -> ``target`` (K, h, w), ``target_weight`` (K,)."""
+        kpts, w = check_keypoints(keypoints, weights)
+        hm_w, hm_h = self.heatmap_size
+        mu = kpts / self.scale
+        radius = int(3.0 * self.sigma)
+        centre = np.floor(mu + 0.5)
+        inside = ((centre - radius <= [hm_w - 1, hm_h - 1]).all(axis=1)
+                  & (centre + radius >= 0).all(axis=1))
+        valid = inside & (w > 0)
+        xs = np.arange(hm_w, dtype=np.float32)[None, None, :]
+        ys = np.arange(hm_h, dtype=np.float32)[None, :, None]
+        in_window = ((np.abs(xs - centre[:, 0, None, None]) <= radius)
+                     & (np.abs(ys - centre[:, 1, None, None]) <= radius))
+        dx = xs - mu[:, 0, None, None]
+        dy = ys - mu[:, 1, None, None]
+        target = np.exp(-(dx * dx + dy * dy) / (2.0 * self.sigma ** 2)) * in_window
+        target = np.where(valid[:, None, None], target, 0.0).astype(np.float32)
+        target_weight = np.where(valid, w, 0.0).astype(np.float32)
+        return {"target": target, "target_weight": target_weight}
+
+    def decode_heatmaps(self, heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""
+        hm = check_heatmaps(heatmaps)
+        locs, scores = heatmap_argmax(hm)
+        return udp_taylor_refine(locs, dark_blur(hm, self.blur_kernel_size), lo=1e-3, hi=50.0), scores
+
+    def decode(self, output: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
+        locs, scores = self.decode_heatmaps(output)
+        return (locs * self.scale).astype(np.float32), scores

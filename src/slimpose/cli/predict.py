@@ -1,0 +1,284 @@
+"""``slimpose predict SOURCE --checkpoint CKPT``: poses on an image, a folder, a video or a webcam.
+
+Boxes: a COCO detection-results json (``--boxes``; records ``{image_id, bbox: xywh, score, category_id}``,
+matched to image files by the file-name stem read as a number, or by ``--gt ANNOTATIONS.json`` mapping
+``file_name -> id``; for videos ``image_id`` is the frame index), the ground-truth boxes of ``--gt`` with
+``--gt-boxes``, or else the whole frame as one box. Writes ``OUT/results.json`` (COCO keypoint results,
+atomically) and overlays ``OUT/vis/<name>.png``; a video or webcam gives ``OUT/<name>_pose.mp4`` (mp4v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from slimpose.utils.io import SlimposeInputError, load_json
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="image file, folder of images, video file, or webcam index (0, 1)")
+    parser.add_argument("--checkpoint", required=True, help="slimpose .pth checkpoint or .safetensors export")
+    parser.add_argument("--boxes", default=None, metavar="DETECTIONS.json", help="COCO detection results")
+    parser.add_argument("--gt", default=None, metavar="ANNOTATIONS.json",
+                        help="COCO annotations: file names -> image ids (and boxes with --gt-boxes)")
+    parser.add_argument("--gt-boxes", action="store_true", help="use the person boxes of --gt")
+    parser.add_argument("--det-thr", type=float, default=0.0, help="drop detections scoring below this")
+    parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
+    parser.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
+    parser.add_argument("--kpt-thr", type=float, default=0.3, help="keypoints below this score are not drawn")
+    parser.add_argument("--nms-thr", type=float, default=None, help="OKS-NMS per image at this threshold")
+    parser.add_argument("--batch", type=int, default=32, help="crops per forward pass")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-vis", action="store_true", help="do not write overlays")
+    parser.add_argument("--max-frames", type=int, default=0,
+                        help="video/webcam: stop after N frames (0: all)")
+
+
+# ----------------------------------------------------------------------------------------------- boxes
+
+
+def load_gt_index(path: str | os.PathLike) -> tuple[dict[str, int], dict[int, np.ndarray]]:
+    """``file_name -> image id`` (basename) and ``image id -> (N,5) boxes`` (non-crowd person annotations)."""
+    data = load_json(path, "annotation file")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise SlimposeInputError(f"{path}: not a COCO annotation file (no 'images' list)")
+    names: dict[str, int] = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
+            raise SlimposeInputError(f"{path}: images[{i}] needs 'file_name' and 'id'")
+        names[os.path.basename(str(img["file_name"]))] = int(img["id"])
+    boxes: dict[int, list[list[float]]] = {}
+    for i, ann in enumerate(data.get("annotations") or []):
+        if not isinstance(ann, dict) or ann.get("iscrowd", 0) or ann.get("category_id", 1) != 1:
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise SlimposeInputError(
+                f"{path}: annotations[{i}] (id {ann.get('id')}): bbox must be [x, y, w, h]")
+        if bbox[2] > 0 and bbox[3] > 0:
+            boxes.setdefault(int(ann["image_id"]), []).append([float(v) for v in bbox] + [1.0])
+    return names, {k: np.asarray(v, dtype=np.float64) for k, v in boxes.items()}
+
+
+def load_detections(path: str | os.PathLike, det_thr: float = 0.0) -> dict[int, np.ndarray]:
+    """COCO detection results -> ``image id -> (N,5) xywh+score`` (person category, score >= det_thr)."""
+    records = load_json(path, "detection file")
+    if not isinstance(records, list):
+        raise SlimposeInputError(f"{path}: detection results must be a JSON list of records")
+    out: dict[int, list[list[float]]] = {}
+    for i, rec in enumerate(records):
+        where = f"{path}: record {i}"
+        if not isinstance(rec, dict) or "image_id" not in rec or "bbox" not in rec:
+            raise SlimposeInputError(f"{where}: needs 'image_id' and 'bbox'")
+        if rec.get("category_id", 1) != 1:
+            continue
+        bbox = rec["bbox"]
+        try:
+            x, y, w, h = (float(v) for v in bbox)
+            score = float(rec.get("score", 1.0))
+            image_id = int(rec["image_id"])
+        except (TypeError, ValueError):
+            raise SlimposeInputError(
+                f"{where}: bbox must be 4 numbers [x, y, w, h], score a number") from None
+        if not np.all(np.isfinite([x, y, w, h, score])):
+            raise SlimposeInputError(f"{where}: non-finite bbox or score")
+        if w <= 0 or h <= 0 or score < det_thr:
+            continue
+        out.setdefault(image_id, []).append([x, y, w, h, score])
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def image_id_for(path: Path, names: dict[str, int] | None, index: int) -> int:
+    """Id of an image file: ``--gt`` mapping, else the file-name stem as a number, else its index."""
+    if names is not None:
+        if path.name not in names:
+            raise SlimposeInputError(f"{path}: file name not listed in the --gt annotation file")
+        return names[path.name]
+    stem = path.stem
+    return int(stem) if stem.isdigit() else index
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _progress(iterable: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", dynamic_ncols=True, disable=None,
+                file=sys.stderr)
+
+
+def _nms(result: Any, sigmas: np.ndarray, thr: float | None) -> Any:
+    if thr is None or len(result) < 2:
+        return result
+    from slimpose.evaluation.nms import oks_nms
+
+    keep = oks_nms(result.keypoints, result.scores, result.areas, sigmas, thr=thr)
+    return result.select(keep)
+
+
+class _Runner:
+    """Shared state of one ``predict`` call."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from slimpose.api import load
+
+        self.args = args
+        self.model = load(args.checkpoint, device=args.device, batch_size=args.batch, flip_test=args.flip)
+        self.sigmas = np.asarray(self.model.info.sigmas, dtype=np.float64)
+        self.names, gt_boxes = (None, {})
+        if args.gt:
+            self.names, gt_boxes = load_gt_index(args.gt)
+        if args.gt_boxes and not args.gt:
+            raise SlimposeInputError("--gt-boxes needs --gt ANNOTATIONS.json")
+        if args.boxes and args.gt_boxes:
+            raise SlimposeInputError("use either --boxes or --gt-boxes, not both")
+        self.boxes: dict[int, np.ndarray] | None = None
+        if args.boxes:
+            self.boxes = load_detections(args.boxes, args.det_thr)
+        elif args.gt_boxes:
+            self.boxes = gt_boxes
+        self.out = Path(args.out)
+        self.records: list[dict[str, Any]] = []
+        self.num_instances = 0
+
+    def boxes_for(self, image_id: int) -> np.ndarray | None:
+        if self.boxes is None:
+            return None  # whole frame
+        return self.boxes.get(image_id, np.zeros((0, 5)))
+
+    def run_images(self, paths: list[Path]) -> None:
+        from slimpose.api import to_bgr_image
+        from slimpose.visualization import save_image
+
+        ids = [image_id_for(p, self.names, i) for i, p in enumerate(paths)]
+        bar = _progress(range(len(paths)), len(paths), "predict") if len(paths) > 1 else None
+        per_chunk = max(1, min(16, self.args.batch))
+        for chunk in _chunks(list(zip(paths, ids)), per_chunk):
+            images = [to_bgr_image(p) for p, _ in chunk]
+            results = self.model.predict_batch(images, [self.boxes_for(i) for _, i in chunk])
+            for (path, image_id), image, result in zip(chunk, images, results):
+                result = _nms(result, self.sigmas, self.args.nms_thr)
+                self.records.extend(result.to_coco(image_id))
+                self.num_instances += len(result)
+                if not self.args.no_vis:
+                    drawn = self.model.draw(image, result, self.args.kpt_thr)
+                    save_image(self.out / "vis" / f"{path.stem}.png", drawn)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+
+    def run_video(self, capture: Any, name: str) -> None:
+        import cv2
+
+        if not capture.isOpened():
+            raise SlimposeInputError(f"{name}: cannot open the video / camera")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        fps = fps if 0 < fps < 1000 else 25.0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+        limit = self.args.max_frames if self.args.max_frames > 0 else None
+        if limit is not None and total is not None:
+            total = min(total, limit)
+        self.out.mkdir(parents=True, exist_ok=True)
+        final = self.out / f"{name}_pose.mp4"
+        partial = self.out / f".{name}_pose.partial.mp4"
+        writer = None
+
+        def frames() -> Iterator[tuple[int, np.ndarray]]:
+            index = 0
+            while limit is None or index < limit:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield index, frame
+                index += 1
+
+        bar = _progress(range(total or 0), total, "frames")
+        try:
+            for chunk in _chunks(frames(), max(1, min(8, self.args.batch))):
+                frames_ = [f for _, f in chunk]
+                results = self.model.predict_batch(frames_, [self.boxes_for(i) for i, _ in chunk])
+                for (index, frame), result in zip(chunk, results):
+                    result = _nms(result, self.sigmas, self.args.nms_thr)
+                    self.records.extend(result.to_coco(index))
+                    self.num_instances += len(result)
+                    if self.args.no_vis:
+                        continue
+                    if writer is None:
+                        h, w = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                        if not writer.isOpened():
+                            raise SlimposeInputError(f"{final}: OpenCV cannot write an mp4v video here")
+                    writer.write(self.model.draw(frame, result, self.args.kpt_thr))
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if writer is not None:
+            os.replace(partial, final)
+            print(f"[slimpose] video: {final}", file=sys.stderr)
+
+    def write_results(self) -> Path:
+        from slimpose.evaluation.results import write_coco_results
+
+        path = self.out / "results.json"
+        write_coco_results(path, self.records)
+        return path
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    if args.batch < 1:
+        raise SlimposeInputError(f"--batch must be >= 1, got {args.batch}")
+    runner = _Runner(args)
+    src = Path(args.source)
+    if src.is_dir():
+        paths = list_images(src)
+        if not paths:
+            raise SlimposeInputError(f"{src}: no images ({', '.join(IMAGE_EXTS)}) in this folder")
+        runner.run_images(paths)
+    elif src.is_file() and src.suffix.lower() in VIDEO_EXTS:
+        runner.run_video(cv2.VideoCapture(str(src)), src.stem)
+    elif src.is_file():
+        runner.run_images([src])
+    elif args.source.isdigit():
+        runner.run_video(cv2.VideoCapture(int(args.source)), f"webcam{args.source}")
+    else:
+        raise SlimposeInputError(
+            f"source not found: {args.source} (an image, a folder, a video or a webcam index)")
+    path = runner.write_results()
+    print(f"[slimpose] {runner.num_instances} poses -> {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="slimpose predict")
+    add_arguments(p)
+    sys.exit(run(p.parse_args()))

@@ -1,0 +1,361 @@
+"""Official checkpoints -> slimpose: key renaming for TokenPose, PPT, DistilPose, SDPose and mmpose 0.x.
+
+Key tables (see docs/architecture.md and the official code):
+
+* TokenPose (leeyegy/TokenPose, HRNet-style ``checkpoint.pth`` = ``{'state_dict' (module.-prefixed),
+  'best_state_dict', ...}`` or a raw state dict): S: ``features.{conv1,bn1,conv2,bn2,layer1}`` (StemNet) and
+  ``features.{keypoint_token,pos_embedding,patch_to_embedding,transformer.layers.{i},mlp_head}``;
+  B/L: ``pre_feature.*`` (3-stage HRNet) + ``transformer.*`` (B: ``transformer.transformer.layers.{i}``,
+  L: ``transformer.transformer{1,2,3}.layers.{i}`` = slimpose stacks 0, 1, 2). PPT: the same, with the
+  attention sub-layer not wrapped in ``Residual`` (``layers.{i}.0.norm``, ``layers.{i}.0.fn.to_qkv``).
+* DistilPose (mmcv ``{'meta','state_dict',...}``): ``backbone.*`` + ``keypoint_head.tokenhead.*`` (students)
+  or ``keypoint_head.tokenpose.*`` (the heatmap teacher).
+  SDPose: ``keypoint_head.tokenpose.transformer_layer1``.
+* mmpose 0.x heatmap models: ``backbone.*`` + ``keypoint_head.{deconv_layers,final_layer}`` (1.x ``head.*``);
+  deep-high-resolution-net files (``conv1.*``, ``final_layer.*``) via ``convert_official_hrnet_state_dict``.
+
+Inside a token transformer: ``layers.{i}.0.fn.norm`` -> ``norm1``, ``.0.fn.fn.to_qkv`` -> ``attn.qkv``,
+``.0.fn.fn.to_out.0`` -> ``attn.proj``, ``.1.fn.norm`` -> ``norm2``, ``.1.fn.fn.net.0`` -> ``mlp.fc1``,
+``.1.fn.fn.net.3`` -> ``mlp.fc2``; ``patch_to_embedding`` -> ``patch_embed`` (a Linear over the same
+``(p1, p2, c)`` patch flattening, so the weight is copied unchanged), ``pos_embedding`` -> ``pos_embed``,
+``mlp_head.{j}`` -> ``head.mlp.{j}``. Files are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimpose.utils.io import SlimposeInputError
+
+__all__ = [
+    "SOURCES",
+    "ConversionReport",
+    "read_official_state_dict",
+    "convert_state_dict",
+    "convert_checkpoint",
+    "token_inner_key",
+]
+
+SOURCES = ("tokenpose", "distilpose", "sdpose", "ppt", "vitpose", "mmpose")
+
+# (official prefix, what follows it): "token" = token-transformer keys, "backbone", "cnnhead" (mmpose heads),
+# "stem_or_token" = TokenPose-S ``features.`` (StemNet and token keys share one module).
+_PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
+    "tokenpose": (("features.", "stem_or_token"), ("pre_feature.", "backbone"), ("transformer.", "token")),
+    "ppt": (("features.", "stem_or_token"), ("pre_feature.", "backbone"), ("transformer.", "token")),
+    "distilpose": (("backbone.", "backbone"), ("keypoint_head.tokenhead.", "token"),
+                   ("keypoint_head.tokenpose.", "token")),
+    "sdpose": (("backbone.", "backbone"), ("keypoint_head.tokenpose.", "token")),
+    "mmpose": (("backbone.", "backbone"), ("keypoint_head.", "cnnhead"), ("head.", "cnnhead")),
+}
+_TOKEN_ROOTS = ("keypoint_token", "pos_embedding", "patch_to_embedding", "transformer", "mlp_head")
+
+# one transformer layer: official sub-key -> slimpose TokenBlock sub-module (both Residual and PPT forms)
+_LAYER_MAP = {
+    "0.fn.norm": "norm1",
+    "0.norm": "norm1",
+    "0.fn.fn.to_qkv": "attn.qkv",
+    "0.fn.to_qkv": "attn.qkv",
+    "0.fn.fn.to_out.0": "attn.proj",
+    "0.fn.to_out.0": "attn.proj",
+    "1.fn.norm": "norm2",
+    "1.norm": "norm2",
+    "1.fn.fn.net.0": "mlp.fc1",
+    "1.fn.net.0": "mlp.fc1",
+    "1.fn.fn.net.3": "mlp.fc2",
+    "1.fn.net.3": "mlp.fc2",
+}
+_LAYER_RE = re.compile(
+    r"^(transformer|transformer_layer1|transformer(\d+))\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def token_inner_key(key: str) -> tuple[str, str] | None:
+    """Official token-head key (prefix removed) -> ``(part, slimpose sub-key)`` with part ``'transformer'``
+    or ``'head'``; ``None`` if it is not a token-transformer key."""
+    if key == "keypoint_token":
+        return "transformer", "keypoint_token"
+    if key == "pos_embedding":
+        return "transformer", "pos_embed"
+    m = re.match(r"^patch_to_embedding\.(weight|bias)$", key)
+    if m:
+        return "transformer", f"patch_embed.{m.group(1)}"
+    m = re.match(r"^mlp_head\.(\d+)\.(weight|bias)$", key)
+    if m:
+        return "head", f"mlp.{m.group(1)}.{m.group(2)}"
+    m = _LAYER_RE.match(key)
+    if m:
+        stack = int(m.group(2)) - 1 if m.group(2) else 0
+        sub = _LAYER_MAP.get(m.group(4))
+        if sub is None or stack < 0:
+            return None
+        return "transformer", f"stacks.{stack}.layers.{int(m.group(3))}.{sub}.{m.group(5)}"
+    return None
+
+
+@dataclass
+class ConversionReport:
+    """What happened to every key: converted, missing in the file, unexpected, shape-mismatched, filled."""
+
+    converted: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)  # deterministic tensors taken from the model
+    source_key: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def format(self, limit: int = 20) -> str:
+        origin = f" (from '{self.source_key}')" if self.source_key else ""
+        lines = [f"converted {self.converted} tensors{origin}"]
+
+        def block(title: str, items: list[str]) -> None:
+            if items:
+                lines.append(f"{title} ({len(items)}):")
+                lines.extend(f"  {s}" for s in items[:limit])
+                if len(items) > limit:
+                    lines.append(f"  ... {len(items) - limit} more")
+
+        block("missing in the file (model keys with no official tensor)", self.missing)
+        block("unexpected (official keys with no slimpose place)", self.unexpected)
+        block("shape mismatch (slimpose key <- official key: model shape vs file shape)",
+              [f"{k} <- {o}: {tuple(a)} vs {tuple(b)}" for k, o, a, b in self.mismatched])
+        block("filled from the model (deterministic: BN counters, sine position embeddings)", self.filled)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"converted": self.converted, "missing": self.missing, "unexpected": self.unexpected,
+                "mismatched": [[k, o, list(a), list(b)] for k, o, a, b in self.mismatched],
+                "filled": self.filled, "source_key": self.source_key, "ok": self.ok}
+
+
+def read_official_state_dict(
+    path: str | os.PathLike, key: str | None = None
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Tensors of an official checkpoint and the entry they came from.
+
+    Unwraps mmcv ``{'state_dict': ...}``, TokenPose ``{'state_dict', 'best_state_dict', ...}`` (``state_dict``
+    first unless ``key`` names another entry), ``{'model': ...}`` and raw state dicts; strips ``module.``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SlimposeInputError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj: Any = load_file(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise SlimposeInputError(
+                f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - untrusted file: any failure is a bad input
+            raise SlimposeInputError(
+                f"{path}: cannot be read with torch.load(weights_only=True) "
+                f"({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise SlimposeInputError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    used = ""
+    if key is not None:
+        if not isinstance(obj.get(key), dict):
+            raise SlimposeInputError(
+                f"{path}: no state-dict entry {key!r} (entries: {', '.join(map(str, obj))})")
+        obj, used = obj[key], key
+    elif not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for name in ("state_dict", "model", "best_state_dict", "state_dict_ema"):
+            if isinstance(obj.get(name), dict):
+                obj, used = obj[name], name
+                break
+        else:
+            raise SlimposeInputError(
+                f"{path}: no state dict found (entries: {', '.join(map(str, obj))}); pass --key NAME")
+    sd = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise SlimposeInputError(f"{path}: entry {used or 'top level'!r}, key {k!r} is not a tensor")
+        sd[k[len("module."):] if k.startswith("module.") else k] = v
+    return sd, used
+
+
+def _find_token_paths(model: nn.Module) -> tuple[str | None, str | None]:
+    """Module paths of the model's TokenTransformer and of its token head (the module owning ``mlp``)."""
+    from slimpose.models.token_transformer import TokenTransformer
+
+    tt = next((name for name, m in model.named_modules() if isinstance(m, TokenTransformer)), None)
+    head = getattr(model, "head", None)
+    head_path = "head" if head is not None and isinstance(getattr(head, "mlp", None), nn.Sequential) else None
+    return tt, head_path
+
+
+def _rename(sd: dict[str, torch.Tensor], source: str, model: nn.Module
+            ) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
+    """Official keys -> {slimpose key: (official key, tensor)}, plus the official keys with no place."""
+    tt_path, head_path = _find_token_paths(model)
+    out: dict[str, tuple[str, torch.Tensor]] = {}
+    unplaced: list[str] = []
+    if source == "mmpose" and not any(k.startswith(("backbone.", "keypoint_head.", "head.")) for k in sd):
+        from slimpose.models.hrnet import convert_official_hrnet_state_dict
+
+        sd = convert_official_hrnet_state_dict(sd)  # deep-high-resolution-net layout
+    for key, value in sd.items():
+        target = None
+        for prefix, kind in _PREFIXES[source]:
+            if not key.startswith(prefix):
+                continue
+            inner = key[len(prefix):]
+            if kind == "stem_or_token":
+                kind = "token" if inner.split(".")[0] in _TOKEN_ROOTS else "backbone"
+            if kind == "backbone":
+                target = f"backbone.{inner}"
+            elif kind == "cnnhead":
+                target = f"keypoint_head.{inner}"
+            else:
+                mapped = token_inner_key(inner)
+                if mapped is not None:
+                    part, sub = mapped
+                    path = tt_path if part == "transformer" else head_path
+                    target = f"{path}.{sub}" if path is not None else None
+            break
+        if target is None:
+            unplaced.append(key)
+        else:
+            out[target] = (key, value)
+    return out, unplaced
+
+
+def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Module
+                       ) -> tuple[dict[str, torch.Tensor], ConversionReport]:
+    """Rename an official state dict for ``model``; returns a complete state dict and the report.
+
+    Tensors the file does not hold are taken from ``model`` only when they are deterministic
+    (``num_batches_tracked`` and frozen sine position embeddings) and reported as ``filled``.
+    """
+    if source == "vitpose":
+        from slimpose import models
+
+        if not any("vitpose" in name for name in models.MODELS):
+            raise SlimposeInputError("--from vitpose: no ViTPose model in slimpose yet")
+        raise SlimposeInputError("--from vitpose: ViTPose key conversion is not implemented yet")
+    if source not in _PREFIXES:
+        raise SlimposeInputError(f"unknown --from {source!r} (choose from {', '.join(SOURCES)})")
+    renamed, unplaced = _rename(sd, source, model)
+    own = model.state_dict()
+    report = ConversionReport(unexpected=sorted(unplaced))
+    out: dict[str, torch.Tensor] = {}
+    for key, (official, value) in renamed.items():
+        if key not in own:
+            report.unexpected.append(f"{official} (-> {key})")
+            continue
+        if tuple(own[key].shape) != tuple(value.shape):
+            report.mismatched.append((key, official, tuple(own[key].shape), tuple(value.shape)))
+            continue
+        out[key] = value.detach().to(own[key].dtype).clone()
+        report.converted += 1
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    for key, value in own.items():
+        if key in out or any(m[0] == key for m in report.mismatched):
+            continue
+        if key.endswith("num_batches_tracked") or (key in frozen and key.endswith("pos_embed")):
+            out[key] = value.clone()
+            report.filled.append(key)
+        else:
+            report.missing.append(key)
+    return out, report
+
+
+def _infer_num_keypoints(sd: dict[str, torch.Tensor]) -> int | None:
+    for key, value in sd.items():
+        if key.endswith("keypoint_token") and value.dim() == 3:
+            return int(value.shape[1])
+    for key, value in sd.items():
+        if key.endswith("final_layer.weight") and value.dim() == 4:
+            return int(value.shape[0])
+    return None
+
+
+def convert_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    source: str,
+    model_name: str,
+    input_size: tuple[int, int] = (192, 256),
+    num_keypoints: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    allow_partial: bool = False,
+    key: str | None = None,
+) -> ConversionReport:
+    """Convert ``src`` (an official file) for slimpose model ``model_name`` and write ``dst``.
+
+    ``dst`` ending in ``.safetensors`` is written with metadata (``export_safetensors``), anything else as
+    a slimpose ``.pth`` checkpoint. Without ``allow_partial`` any missing / unexpected / mismatched key
+    raises a SlimposeInputError (after which nothing is written); the report is returned either way
+    through ``err.report`` on the exception.
+    """
+    from slimpose import models
+
+    if source == "vitpose":
+        convert_state_dict({}, source, nn.Module())
+    sd, used = read_official_state_dict(src, key)
+    if model_name not in models.MODELS:
+        raise SlimposeInputError(
+            f"--model {model_name!r} is not a slimpose model ({', '.join(sorted(models.MODELS))})")
+    k = num_keypoints or _infer_num_keypoints(sd) or 17
+    kwargs = dict(overrides or {})
+    try:
+        model = models.create_model(model_name, num_keypoints=k, input_size=tuple(input_size), **kwargs)
+    except (TypeError, ValueError) as e:
+        raise SlimposeInputError(f"cannot build {model_name!r} with {kwargs}: {e}") from None
+    state, report = convert_state_dict(sd, source, model)
+    report.source_key = used
+    if not report.ok and not allow_partial:
+        err = SlimposeInputError(
+            f"{src}: the {source} checkpoint does not fit {model_name!r}:\n{report.format()}\n"
+            "(use --allow-partial to write it anyway)")
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    model.load_state_dict(state, strict=not allow_partial)
+    model.eval()
+    w, h = int(input_size[0]), int(input_size[1])
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, h, w))
+    regression = out.dim() == 3
+    if regression and hasattr(model, "score_source"):
+        kwargs.setdefault("score_source", "confidence")  # the official students are trained with L_CS
+    config: dict[str, Any] = {
+        "model": {"name": model_name, "overrides": {**kwargs, "num_keypoints": k}},
+        "data": {"dataset": "coco" if k == 17 else "", "input_size": [w, h]},
+        "dark": not regression,
+        "flip_test": True,
+        "score_thr": 0.0 if regression else 0.2,
+    }
+    if not regression:
+        config["data"]["heatmap_size"] = [int(out.shape[-1]), int(out.shape[-2])]
+    ckpt = {
+        "model": model.state_dict(),
+        "model_name": model_name,
+        "config": config,
+        "converted_from": {"path": str(src), "source": source, "entry": used},
+    }
+    if regression:
+        ckpt["score_source"] = kwargs.get("score_source", "constant")
+    dst = Path(dst)
+    if dst.suffix == ".safetensors":
+        from slimpose.engine.checkpoint import export_safetensors
+
+        export_safetensors(ckpt, dst)
+    else:
+        from slimpose.engine.checkpoint import save_checkpoint
+
+        save_checkpoint(ckpt, dst)
+    return report

@@ -1,0 +1,85 @@
+"""ONNX export (raw and decoded, dynamic batch) checked with onnxruntime; safetensors round trip."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+import onnxruntime as ort  # noqa: E402
+
+from slimpose.api import load  # noqa: E402
+from slimpose.cli.main import main  # noqa: E402
+from slimpose.codecs.msra_heatmap import MSRAHeatmap  # noqa: E402
+from slimpose.engine.checkpoint import save_checkpoint  # noqa: E402
+from slimpose.export import decode_wrapper, export_onnx, onnxruntime_latency  # noqa: E402
+from slimpose.models import create_model  # noqa: E402
+
+INPUT = (48, 64)
+TINY = {"depth": 1, "dim": 32, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.set_num_threads(1)
+    torch.manual_seed(2)
+    tp = create_model("tokenpose_s_v1", input_size=INPUT, **TINY).eval()
+    ds = create_model("distilpose_s", input_size=INPUT, stem_blocks=1, **TINY).eval()
+    return tp, ds
+
+
+def _run(path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"images": x.numpy()})
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "regression"])
+def test_onnx_decoded_matches_pytorch(models, tmp_path, kind):
+    model = models[0] if kind == "heatmap" else models[1]
+    report = export_onnx(model, tmp_path / "m.onnx", INPUT, decode_in_graph=True)
+    assert report["outputs"] == ["keypoints", "scores"]
+    x = torch.randn(3, 3, 64, 48, generator=torch.Generator().manual_seed(5))  # batch 3: dynamic axis
+    kp, sc = _run(tmp_path / "m.onnx", x)
+    with torch.no_grad():
+        ref_kp, ref_sc = decode_wrapper(model, INPUT)(x)
+    assert kp.shape == (3, 17, 2) and sc.shape == (3, 17)
+    assert np.abs(kp - ref_kp.numpy()).max() < 1e-3
+    assert np.abs(sc - ref_sc.numpy()).max() < 1e-4
+    if kind == "heatmap":  # the in-graph decode is the codec's argmax + quarter shift
+        with torch.no_grad():
+            codec_kp, codec_sc = MSRAHeatmap(INPUT, (12, 16), unbiased=False).decode(model(x).numpy())
+        np.testing.assert_allclose(ref_kp.numpy(), codec_kp, atol=1e-5)
+        np.testing.assert_allclose(ref_sc.numpy(), codec_sc, atol=1e-6)
+    else:
+        with torch.no_grad():
+            out = model(x)
+        np.testing.assert_allclose(kp, (out[..., :2] * torch.tensor([48.0, 64.0])).numpy(), atol=1e-3)
+
+
+def test_onnx_raw_output_and_latency(models, tmp_path):
+    tp = models[0]
+    export_onnx(tp, tmp_path / "raw.onnx", INPUT)
+    x = torch.randn(2, 3, 64, 48)
+    (hm,) = _run(tmp_path / "raw.onnx", x)
+    with torch.no_grad():
+        assert np.abs(hm - tp(x).numpy()).max() < 1e-4
+    lat = onnxruntime_latency(tp, INPUT, batch=2, repeats=2, warmup=1)
+    assert lat["ort_latency_ms"] > 0 and lat["batch"] == 2
+
+
+def test_export_cli_onnx_and_safetensors(models, tmp_path, capsys):
+    tp = models[0]
+    cfg = {"model": {"name": "tokenpose_s_v1", "overrides": TINY},
+           "data": {"input_size": list(INPUT), "heatmap_size": [12, 16]}}
+    ckpt = tmp_path / "tp.pth"
+    save_checkpoint({"model": tp.state_dict(), "model_name": "tokenpose_s_v1", "config": cfg}, ckpt)
+    assert main(["export", str(ckpt), "--format", "onnx", "--decode-in-graph", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_diff"]["keypoints"] < 1e-3 and (tmp_path / "tp.onnx").is_file()
+    out = str(tmp_path / "w.safetensors")
+    assert main(["export", str(ckpt), "--format", "safetensors", "--out", out]) == 0
+    img = np.random.default_rng(0).integers(0, 255, (120, 90, 3), dtype=np.uint8)
+    a, b = load(ckpt).predict(img), load(tmp_path / "w.safetensors").predict(img)
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert main(["export", str(ckpt), "--format", "safetensors", "--out", str(ckpt)]) == 2  # would overwrite

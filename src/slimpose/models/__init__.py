@@ -12,6 +12,7 @@ from torch import nn
 
 from slimpose.models.distilpose import deeppose_res50, distilpose_l, distilpose_s
 from slimpose.models.hrnet import hrnet_w32, hrnet_w48
+from slimpose.models.sdpose import sdpose_b, sdpose_reg, sdpose_s_v1, sdpose_s_v2, sdpose_t
 from slimpose.models.simplebaseline import simplebaseline_res50, simplebaseline_res101, simplebaseline_res152
 from slimpose.models.tokenpose import (
     distilpose_teacher,
@@ -35,15 +36,21 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "tokenpose_b": tokenpose_b,
     "tokenpose_l_d24": tokenpose_l_d24,
     "distilpose_teacher": distilpose_teacher,
+    # SDPose (TokenPose + multi-cycled transformer; forward = the single-pass first cycle)
+    "sdpose_t": sdpose_t,
+    "sdpose_s_v1": sdpose_s_v1,
+    "sdpose_s_v2": sdpose_s_v2,
+    "sdpose_b": sdpose_b,
     # regression students
     "deeppose_res50": deeppose_res50,
     "distilpose_s": distilpose_s,
     "distilpose_l": distilpose_l,
+    "sdpose_reg": sdpose_reg,
 }
 
 
 def create_model(name: str, **overrides) -> nn.Module:
-    """Build ``MODELS[name](**overrides)``; an unknown name raises SlimposeInputError listing the known ones."""
+    """Build ``MODELS[name](**overrides)``; an unknown name raises SlimposeInputError listing known ones."""
     factory = MODELS.get(name)
     if factory is None:
         raise SlimposeInputError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")

@@ -1,0 +1,192 @@
+"""TokenPose (Li et al., ICCV 2021) and the DistilPose heatmap teacher.
+
+A CNN backbone (StemNet or a truncated HRNet) gives a stride-4 feature map; a ``TokenTransformer``
+turns it into keypoint + visual tokens; a ``TokenHeatmapHead`` maps every keypoint token to a
+heatmap (official ``TokenPose_S_base`` / ``TokenPose_TB_base`` / ``TokenPose_L_base``). TokenPose-L
+("keypoint token fusion") concatenates the keypoint tokens after each of its three 8-layer stacks
+(3 x 192 = 576) before the head.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from slimpose.models.heads import TokenHeatmapHead
+from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
+from slimpose.models.stemnet import stemnet
+from slimpose.models.token_transformer import PosEmbedding, TokenTransformer
+
+
+class TokenPose(nn.Module):
+    """Backbone + token transformer + heatmap head; ``forward(images) -> heatmaps (B,K,h,w)``.
+
+    Args:
+        backbone: module with ``out_channels`` and ``stride`` returning one feature map.
+        num_keypoints: ``K``.
+        input_size: ``(w, h)`` of the input crops; heatmaps and features are ``input_size / stride``.
+        patch_size: ``(ph, pw)`` patch of the feature map, height first.
+        fuse_stacks: TokenPose-L keypoint-token fusion (head input ``dim * num_stacks``).
+        Remaining arguments go to ``TokenTransformer`` / ``TokenHeatmapHead``.
+    """
+
+    output_kind = "heatmap"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_keypoints: int = 17,
+        input_size: tuple[int, int] = (192, 256),
+        patch_size: tuple[int, int] = (4, 3),
+        dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 8,
+        mlp_ratio: float = 3.0,
+        num_stacks: int = 1,
+        fuse_stacks: bool = False,
+        scale_with_head: bool = True,
+        pos_embedding: PosEmbedding = "sine-full",
+        hidden_heatmap_dim: int | None = None,
+        apply_multi: bool = True,
+        dropout: float = 0.0,
+        emb_dropout: float = 0.0,
+    ):
+        super().__init__()
+        stride = int(getattr(backbone, "stride", 4))
+        w, h = input_size
+        if w % stride or h % stride:
+            raise ValueError(
+                f"input_size (w, h) = {tuple(input_size)} must be divisible by the stride {stride}"
+            )
+        self.num_keypoints = num_keypoints
+        self.input_size = (w, h)
+        self.heatmap_size = (w // stride, h // stride)
+        self.fuse_stacks = fuse_stacks
+        self.backbone = backbone
+        self.transformer = TokenTransformer(
+            in_channels=backbone.out_channels,
+            feature_size=self.heatmap_size,
+            patch_size=patch_size,
+            num_keypoints=num_keypoints,
+            dim=dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            pos_embedding=pos_embedding,
+            scale_with_head=scale_with_head,
+            num_stacks=num_stacks,
+            dropout=dropout,
+            emb_dropout=emb_dropout,
+        )
+        head_dim = dim * num_stacks if fuse_stacks else dim
+        self.head = TokenHeatmapHead(head_dim, self.heatmap_size, hidden_heatmap_dim, apply_multi)
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        w, h = self.input_size
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2:] != (h, w):
+            raise ValueError(
+                f"expected images (B, 3, {h}, {w}) for input_size (w, h) = {self.input_size}, "
+                f"got {tuple(images.shape)}"
+            )
+
+    def _tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (head input, final keypoint tokens, final visual tokens)."""
+        self._check_images(images)
+        x = self.transformer.embed(self.backbone(images))
+        if self.fuse_stacks:
+            outs = self.transformer.run_stacks(x)
+            k = self.num_keypoints
+            head_in = torch.cat([o[:, :k] for o in outs], dim=2)
+            kpt, vis = self.transformer.split(outs[-1])
+            return head_in, kpt, vis
+        kpt, vis = self.transformer.split(self.transformer.run(x))
+        return kpt, kpt, vis
+
+    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(keypoint_tokens (B,K,D), visual_tokens (B,N,D))`` of the last layer."""
+        _, kpt, vis = self._tokens(images)
+        return kpt, vis
+
+    def forward_with_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(heatmaps, keypoint_tokens, visual_tokens)`` (distillation teachers)."""
+        head_in, kpt, vis = self._tokens(images)
+        return self.head(head_in), kpt, vis
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        head_in, _, _ = self._tokens(images)
+        return self.head(head_in)
+
+
+def _backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
+    """``overrides['backbone']`` if given (popped), else ``build()``."""
+    backbone = overrides.pop("backbone", None)
+    return backbone if backbone is not None else build()
+
+
+def tokenpose_s_v1(
+    num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
+) -> TokenPose:
+    """TokenPose-S-v1: StemNet, patch 4x3 (256 tokens), 12 layers, 8 heads, dim 192, scale ``dim**-0.5``.
+
+    Published 6.6M params / 2.2 GFLOPs (TokenPose Table 7), 72.5 AP COCO val.
+    ``overrides`` go to ``TokenPose`` (e.g. ``depth=2``); ``backbone=`` replaces the StemNet.
+    """
+    backbone = _backbone(overrides, stemnet)
+    cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=False)
+    cfg.update(overrides)
+    return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+def tokenpose_s_v2(
+    num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
+) -> TokenPose:
+    """TokenPose-S-v2: StemNet, patch 2x2 (768 tokens), 12 layers, 8 heads, scale ``dim**-0.5``.
+
+    Published 6.2M params, 73.5 AP (TokenPose Table 6); GFLOPs 4.7 (SDPose) or 11.6 (third party).
+    """
+    backbone = _backbone(overrides, stemnet)
+    cfg = dict(patch_size=(2, 2), dim=192, depth=12, num_heads=8, scale_with_head=False)
+    cfg.update(overrides)
+    return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+def tokenpose_b(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> TokenPose:
+    """TokenPose-B: HRNet-W32 stages 1-3, patch 4x3 on the 32-ch map, 12 layers, 8 heads, ``head_dim**-0.5``.
+
+    Published 13.5M / 5.7 GFLOPs (SDPose: 13.2M / 5.2), 74.7 AP.
+    """
+    backbone = _backbone(overrides, lambda: hrnet_w32_backbone(num_stages=3))
+    cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=True)
+    cfg.update(overrides)
+    return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+def tokenpose_l_d24(
+    num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
+) -> TokenPose:
+    """TokenPose-L/D24: HRNet-W48 stages 1-3, three 8-layer stacks, 12 heads, keypoint-token fusion.
+
+    Head ``LN(576) + Linear(576, 3072)``. Published 27.5M / 11.0 GFLOPs (TokenPose), 75.8 AP.
+    """
+    backbone = _backbone(overrides, lambda: hrnet_w48_backbone(num_stages=3))
+    cfg = dict(
+        patch_size=(4, 3), dim=192, depth=8, num_heads=12, num_stacks=3, fuse_stacks=True,
+        scale_with_head=True,
+    )
+    cfg.update(overrides)
+    return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+def distilpose_teacher(
+    num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
+) -> TokenPose:
+    """DistilPose's teacher: full 4-stage HRNet-W48 + 12-layer TokenPose head (8 heads, patch 4x3 on 48 ch).
+
+    Published 69.4M / 17.03 GFLOPs, 75.2 AP (yshMars/DistilPose README, ``teacher_hr48_coco_256x192.py``).
+    """
+    backbone = _backbone(overrides, lambda: hrnet_w48_backbone(num_stages=4))
+    cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=True)
+    cfg.update(overrides)
+    return TokenPose(backbone, num_keypoints, input_size, **cfg)

@@ -1,0 +1,96 @@
+"""TokenPose family: forward contract on small inputs, parameter counts of the full variants."""
+
+import pytest
+import torch
+
+from slimpose.engine.complexity import param_breakdown
+from slimpose.models import MODELS, create_model
+from slimpose.models.tokenpose import (
+    distilpose_teacher,
+    tokenpose_b,
+    tokenpose_l_d24,
+    tokenpose_s_v1,
+    tokenpose_s_v2,
+)
+from slimpose.utils.io import SlimposeInputError
+
+torch.set_num_threads(1)
+
+SMALL = (96, 128)  # (w, h): stride-4 features 24 x 32, heatmaps 24 x 32
+
+
+@pytest.mark.parametrize(
+    "factory, depth_kw, num_tokens",
+    [
+        (tokenpose_s_v1, {"depth": 1}, 64),  # (32/4) * (24/3)
+        (tokenpose_s_v2, {"depth": 1}, 192),  # (32/2) * (24/2)
+        (tokenpose_b, {"depth": 1}, 64),
+        (tokenpose_l_d24, {"depth": 1}, 64),
+        (distilpose_teacher, {"depth": 1}, 64),
+    ],
+)
+def test_forward_contract_small(factory, depth_kw, num_tokens):
+    torch.manual_seed(0)
+    model = factory(num_keypoints=5, input_size=SMALL, **depth_kw).eval()
+    assert model.output_kind == "heatmap" and model.num_keypoints == 5
+    assert model.input_size == SMALL and model.heatmap_size == (24, 32)
+    x = torch.randn(2, 3, 128, 96)
+    with torch.no_grad():
+        hm = model(x)
+        hm2, kpt, vis = model.forward_with_tokens(x)
+        kpt2, vis2 = model.forward_tokens(x)
+    assert hm.shape == (2, 5, 32, 24)
+    assert kpt.shape == (2, 5, 192) and vis.shape == (2, num_tokens, 192)
+    assert torch.allclose(hm, hm2) and torch.allclose(kpt, kpt2) and torch.allclose(vis, vis2)
+    assert torch.isfinite(hm).all()
+
+
+def test_wrong_input_size_is_a_clear_error():
+    model = tokenpose_s_v1(input_size=SMALL, depth=1)
+    with pytest.raises(ValueError, match=r"\(B, 3, 128, 96\)"):
+        model(torch.randn(1, 3, 96, 128))
+    with pytest.raises(ValueError, match="divisible"):
+        tokenpose_s_v1(input_size=(98, 128))
+
+
+def test_tokenpose_l_fuses_three_stacks():
+    model = tokenpose_l_d24(input_size=SMALL, depth=1)
+    assert model.transformer.num_stacks == 3 and model.head.dim == 576 and not model.head.two_layer
+    assert model.transformer.stacks[0].layers[0].attn.num_heads == 12
+
+
+def test_attention_scales_follow_official_code():
+    s = tokenpose_s_v1(input_size=SMALL, depth=1)
+    s2 = tokenpose_s_v2(input_size=SMALL, depth=1)
+    b = tokenpose_b(input_size=SMALL, depth=1)
+    assert s.transformer.stacks[0].layers[0].attn.scale == pytest.approx(192**-0.5)
+    assert s2.transformer.stacks[0].layers[0].attn.scale == pytest.approx(192**-0.5)
+    assert b.transformer.stacks[0].layers[0].attn.scale == pytest.approx(24**-0.5)
+
+
+# name -> (published params, which count it matches: all params or trainable only)
+PUBLISHED_PARAMS = {
+    "tokenpose_s_v1": (6.67e6, "params"),  # TokenPose Table 7 (incl. the frozen sine embedding)
+    "tokenpose_s_v2": (6.2e6, "params_trainable"),  # TokenPose Table 6 (6.37M incl. the 147k frozen values)
+    "tokenpose_b": (13.5e6, "params"),
+    "tokenpose_l_d24": (27.5e6, "params"),
+    "distilpose_teacher": (69.41e6, "params_trainable"),  # DistilPose Table 3
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_full_size_param_counts_match_published(name):
+    published, key = PUBLISHED_PARAMS[name]
+    counts = param_breakdown(MODELS[name]())
+    assert abs(counts[key] - published) / published < 0.02, counts
+    assert counts["params_frozen"] == {"tokenpose_s_v2": 768 * 192}.get(name, 256 * 192)
+
+
+def test_model_index():
+    for name in ["tokenpose_s_v1", "tokenpose_s_v2", "tokenpose_b", "tokenpose_l_d24", "distilpose_teacher",
+                 "hrnet_w32", "hrnet_w48", "simplebaseline_res50"]:
+        assert name in MODELS
+    model = create_model("tokenpose_s_v1", input_size=SMALL, depth=2)
+    assert len(model.transformer.stacks[0].layers) == 2
+    with pytest.raises(SlimposeInputError, match="tokenpose_s_v1"):
+        create_model("tokenpose_xl")

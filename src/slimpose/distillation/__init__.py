@@ -1,0 +1,1 @@
+"""Knowledge distillation: DistilPose heatmap-to-regression (``distilpose``) and SDPose self-distillation."""

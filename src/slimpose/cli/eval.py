@@ -1,0 +1,40 @@
+"""``slimpose eval CONFIG --checkpoint CKPT [--json] [--set ...]``: validation metrics of a checkpoint.
+
+Writes ``results_eval.json`` (COCO results) and ``metrics_eval.json`` into ``--out-dir`` (default: work_dir).
+Runs under ``torchrun`` as well (predictions are gathered across processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from slimpose.cli.train import add_config_arguments, build_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint (.pth) to evaluate")
+    parser.add_argument("--out-dir", default=None, help="where results/metrics files go (default: work_dir)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from slimpose.engine.trainer import evaluate_checkpoint
+
+    cfg = build_config(args)
+    metrics = evaluate_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: print once
+        return 0
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    elif "AP" in metrics:
+        from slimpose.evaluation.coco import stats_table
+
+        print(stats_table(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k:>20}: {v:.4f}")
+    return 0

@@ -1,0 +1,156 @@
+"""Config dataclasses: --set overrides with type conversion, JSON round trip, recipes, LR schedule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from slimpose.configs import RECIPES, get_config
+from slimpose.engine.config import (
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config_file,
+    resolve_data_paths,
+)
+from slimpose.engine.schedule import WarmupMultiStepLR
+from slimpose.utils.io import SlimposeInputError
+
+
+def test_overrides_convert_by_field_type():
+    cfg = apply_overrides(TrainConfig(), [
+        "optim.lr=0.01",
+        "flip_test=false",
+        "data.use_gt_bbox=0",
+        "data.batch_size=8",
+        "data.input_size=96,128",
+        "data.heatmap_size=(24, 32)",
+        "schedule.milestones=[3,5,7]",
+        "optim.betas=0.8,0.99",
+        "data.det_file=none",
+        "data.aug.rotation_factor=10",
+        "model.overrides.depth=2",
+        "model.overrides.patch_size=[2,2]",
+        "model.overrides.pos_embedding=sine-full",
+        "work_dir=/tmp/x=y",
+    ])
+    assert cfg.optim.lr == 0.01 and isinstance(cfg.optim.lr, float)
+    assert cfg.flip_test is False and cfg.data.use_gt_bbox is False
+    assert cfg.data.batch_size == 8 and isinstance(cfg.data.batch_size, int)
+    assert cfg.data.input_size == (96, 128) and cfg.data.heatmap_size == (24, 32)
+    assert cfg.schedule.milestones == (3, 5, 7)
+    assert cfg.optim.betas == (0.8, 0.99)
+    assert cfg.data.det_file is None
+    assert cfg.data.aug.rotation_factor == 10.0
+    assert cfg.model.overrides == {"depth": 2, "patch_size": [2, 2], "pos_embedding": "sine-full"}
+    assert cfg.work_dir == "/tmp/x=y"
+    # the default is not mutated
+    assert TrainConfig().optim.lr == 1e-3 and TrainConfig().model.overrides == {}
+
+
+@pytest.mark.parametrize(
+    "assignment, match",
+    [
+        ("optim.lrr=1", "unknown config key 'optim.lrr'"),
+        ("nosuch=1", "unknown config key 'nosuch'"),
+        ("data.batch_size=abc", "cannot convert to int"),
+        ("flip_test=maybe", "true/false"),
+        ("data.input_size=1,2,3", "expected 2"),
+        ("optim=3", "is a section"),
+        ("optim.lr", "KEY=VALUE"),
+        ("data.dataset=imagenet", "unknown data set"),
+        ("amp=fp8", "amp"),
+        ("data.batch_size=0", "must be positive"),
+    ],
+)
+def test_bad_overrides_give_clear_errors(assignment, match):
+    with pytest.raises(SlimposeInputError, match=match):
+        apply_overrides(TrainConfig(), [assignment])
+
+
+def test_json_round_trip_and_unknown_keys(tmp_path):
+    cfg = apply_overrides(RECIPES["tokenpose_tiny_synthetic"](), ["schedule.milestones=4,6", "seed=3"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config_to_dict(cfg)))
+    back = load_config_file(path)
+    assert back == cfg
+    assert get_config(str(path)) == cfg
+    bad = config_to_dict(cfg)
+    bad["optim"]["momentum"] = 0.9
+    with pytest.raises(SlimposeInputError, match="optim.momentum"):
+        config_from_dict(bad, where="x.json")
+    bad = config_to_dict(cfg)
+    bad["data"]["input_size"] = "big"
+    with pytest.raises(SlimposeInputError, match="x.json: data.input_size"):
+        config_from_dict(bad, where="x.json")
+    # partial dicts fill in defaults
+    assert config_from_dict({"optim": {"lr": 0.5}}).optim.lr == 0.5
+    with pytest.raises(SlimposeInputError, match="not a recipe"):
+        get_config("no_such_recipe")
+
+
+def test_recipes_as_published():
+    for name, factory in RECIPES.items():
+        cfg = factory()
+        assert isinstance(cfg, TrainConfig), name
+        assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3, name
+        assert config_from_dict(config_to_dict(cfg)) == cfg, name
+    s = RECIPES["tokenpose_s_v1_coco"]()
+    assert (s.schedule.epochs, s.schedule.milestones, s.data.batch_size) == (300, (200, 260), 32)
+    assert RECIPES["tokenpose_s_v2_coco"]().data.batch_size == 12
+    assert RECIPES["tokenpose_l_d24_coco"]().data.batch_size == 16
+    t = RECIPES["distilpose_teacher_coco"]()
+    assert t.schedule.warmup_iters == 500 and t.data.unbiased_encoding and t.dark
+    h = RECIPES["hrnet_w32_coco"]()
+    assert (h.schedule.epochs, h.schedule.milestones, h.dark) == (210, (170, 200), False)
+
+
+def test_data_root_sets_official_layouts(tmp_path):
+    cfg = apply_overrides(TrainConfig(), ["data.dataset=coco", f"data.data_root={tmp_path}"])
+    p = resolve_data_paths(cfg.data)
+    assert p.train_ann == tmp_path / "annotations/person_keypoints_train2017.json"
+    assert p.val_images == tmp_path / "val2017"
+    assert p.det_file == tmp_path / "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+    cfg = apply_overrides(cfg, ["data.dataset=crowdpose"])
+    assert resolve_data_paths(cfg.data).val_ann == tmp_path / "json/crowdpose_test.json"
+    cfg = apply_overrides(cfg, ["data.dataset=mpii", "data.val_ann=/x/v.json"])
+    p = resolve_data_paths(cfg.data)
+    assert p.train_ann == tmp_path / "annotations/mpii_train.json" and str(p.val_ann) == "/x/v.json"
+
+
+def test_cli_build_config_shortcuts():
+    from slimpose.cli.train import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["tokenpose_tiny_synthetic", "--data-root", "/d", "--work-dir", "/w",
+                              "--set", "optim.lr=0.01", "--set", "data.input_size=48,64", "--resume"])
+    cfg = build_config(args)
+    assert cfg.data.data_root == "/d" and cfg.work_dir == "/w" and cfg.optim.lr == 0.01
+    assert cfg.data.input_size == (48, 64) and args.resume == "auto"
+
+
+def test_warmup_multistep_schedule():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1e-3)
+    sched = WarmupMultiStepLR(opt, iters_per_epoch=10, milestones=(2, 3), gamma=0.1, warmup_iters=5,
+                              warmup_ratio=1e-3)
+    lrs = [sched.get_last_lr()[0]]
+    for _ in range(40):
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(1e-6)  # base * ratio
+    assert lrs[1] == pytest.approx(1e-3 * (1 - (1 - 1 / 5) * (1 - 1e-3)))
+    assert lrs[5] == pytest.approx(1e-3) and lrs[19] == pytest.approx(1e-3)
+    assert lrs[20] == pytest.approx(1e-4) and lrs[30] == pytest.approx(1e-5)
+    # state dict restores the position exactly
+    opt2 = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    s2 = WarmupMultiStepLR(opt2, 10, (2, 3), 0.1, 5, 1e-3)
+    s2.load_state_dict(sched.state_dict())
+    assert s2.get_last_lr() == sched.get_last_lr()
+    with pytest.raises(ValueError, match="iterations per epoch"):
+        WarmupMultiStepLR(opt2, 11, (2, 3)).load_state_dict(sched.state_dict())

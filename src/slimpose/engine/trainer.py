@@ -101,9 +101,15 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> nn.Module:
     return model
 
 
-def build_task(cfg: TrainConfig, model: nn.Module) -> HeatmapTask:
-    """A ``HeatmapTask`` with MSE (or OHKM-MSE) loss and the decoding codec."""
+def build_task(cfg: TrainConfig, model: nn.Module) -> nn.Module:
+    """The evaluation/training task of ``model``: a ``HeatmapTask`` (MSE or OHKM-MSE loss and the
+    decoding codec) for heatmap models, the teacher-less DistilPose task for regression students."""
     from slimpose.losses.heatmap import KeypointMSELoss, KeypointOHKMMSELoss
+
+    if getattr(model, "output_kind", "heatmap") == "regression":
+        from slimpose.distillation.distilpose import regression_eval_task
+
+        return regression_eval_task(model)
 
     criterion: nn.Module = KeypointOHKMMSELoss(topk=cfg.ohkm_topk) if cfg.ohkm else KeypointMSELoss()
     shift = cfg.shift_heatmap and not cfg.data.udp

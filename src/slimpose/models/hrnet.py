@@ -261,12 +261,16 @@ class HRNetPose(nn.Module):
     (``convert_official_hrnet_state_dict`` maps the deep-high-resolution-net layout onto these).
     """
 
-    def __init__(self, backbone: HRNet, num_keypoints: int = 17):
+    output_kind = "heatmap"
+
+    def __init__(self, backbone: HRNet, num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256)):
         super().__init__()
         self.backbone = backbone
         self.keypoint_head = HeatmapHead(backbone.out_channels, num_keypoints, num_deconv_layers=0)
         self.num_keypoints = num_keypoints
         self.output_stride = backbone.stride
+        self.input_size = tuple(input_size)
+        self.heatmap_size = (input_size[0] // self.output_stride, input_size[1] // self.output_stride)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4)."""
@@ -301,14 +305,15 @@ def hrnet_w32(num_keypoints: int = 17, input_size: tuple[int, int] | None = None
     """HRNet-W32 heatmap model (Sun et al. 2019): 28.5M params; 7.1 GFLOPs in the paper, conv MACs
     7.65 G measured at 256x192 (mmpose reports 7.7 G).
 
-    ``input_size`` (w, h) is only validated (the network is fully convolutional); ``kwargs`` go to ``HRNet``.
+    ``input_size`` (w, h) is validated and recorded (the network is fully convolutional); ``kwargs`` go to
+    ``HRNet``.
     """
     _check_input_size(input_size, 32, "hrnet_w32")
-    return HRNetPose(hrnet_w32_backbone(num_stages=4, **kwargs), num_keypoints)
+    return HRNetPose(hrnet_w32_backbone(num_stages=4, **kwargs), num_keypoints, input_size or (192, 256))
 
 
 def hrnet_w48(num_keypoints: int = 17, input_size: tuple[int, int] | None = None, **kwargs) -> HRNetPose:
     """HRNet-W48 heatmap model (Sun et al. 2019): 63.6M params; 14.6 GFLOPs in the paper, conv MACs
     15.69 G measured at 256x192."""
     _check_input_size(input_size, 32, "hrnet_w48")
-    return HRNetPose(hrnet_w48_backbone(num_stages=4, **kwargs), num_keypoints)
+    return HRNetPose(hrnet_w48_backbone(num_stages=4, **kwargs), num_keypoints, input_size or (192, 256))

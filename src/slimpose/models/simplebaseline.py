@@ -16,6 +16,8 @@ from slimpose.models.resnet import ResNet
 class SimpleBaselinePose(nn.Module):
     """ResNet C5 (stride 32) -> ``num_deconv_layers`` x2 deconvs -> K heatmaps (stride 4 with 3 deconvs)."""
 
+    output_kind = "heatmap"
+
     def __init__(
         self,
         backbone: ResNet,
@@ -23,6 +25,7 @@ class SimpleBaselinePose(nn.Module):
         num_deconv_layers: int = 3,
         deconv_channels: int = 256,
         deconv_kernel: int = 4,
+        input_size: tuple[int, int] = (192, 256),
     ):
         super().__init__()
         if backbone.return_all:
@@ -33,6 +36,8 @@ class SimpleBaselinePose(nn.Module):
         )
         self.num_keypoints = num_keypoints
         self.output_stride = backbone.stride // self.keypoint_head.upsample_factor
+        self.input_size = tuple(input_size)
+        self.heatmap_size = (input_size[0] // self.output_stride, input_size[1] // self.output_stride)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4) (with the default 3 deconvs)."""
@@ -48,7 +53,9 @@ def _simplebaseline(
             f"simplebaseline_res{depth}: input_size (w, h) = {tuple(input_size)} must be divisible by 32"
         )
     in_channels = kwargs.pop("in_channels", 3)
-    return SimpleBaselinePose(ResNet(depth=depth, in_channels=in_channels), num_keypoints, **kwargs)
+    return SimpleBaselinePose(
+        ResNet(depth=depth, in_channels=in_channels), num_keypoints, input_size=input_size or (192, 256), **kwargs
+    )
 
 
 def simplebaseline_res50(
@@ -57,7 +64,7 @@ def simplebaseline_res50(
     """SimpleBaseline ResNet-50 (34.0M params; paper: 8.9 GFLOPs at 256x192, conv MACs measured 5.43 G).
 
     ``kwargs`` go to ``SimpleBaselinePose`` (``num_deconv_layers``, ``deconv_channels``, ``deconv_kernel``)
-    or ``in_channels`` of the ResNet; ``input_size`` (w, h) is only validated.
+    or ``in_channels`` of the ResNet; ``input_size`` (w, h) is validated and recorded.
     """
     return _simplebaseline(50, num_keypoints, input_size, **kwargs)
 

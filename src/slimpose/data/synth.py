@@ -474,8 +474,9 @@ def generate_synthetic_dataset(
             results.append(_make_one(job))
             bar.update(1)
     else:
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(int(workers), initializer=_worker_init) as pool:
+        # "spawn", never "fork": a forked child inherits OpenCV's/torch's thread pools in whatever state
+        # the parent left them and can deadlock on their locks (seen after a test had trained a model).
+        with mp.get_context("spawn").Pool(int(workers), initializer=_worker_init) as pool:
             for res in pool.imap(_make_one, jobs, chunksize=8):
                 results.append(res)
                 bar.update(1)

@@ -1,6 +1,7 @@
 """``slimpose train CONFIG [--set key.sub=value ...] [--resume [CKPT]] [--work-dir DIR] [--data-root DIR]``.
 
-CONFIG is a recipe name (``slimpose.configs.RECIPES``) or a ``config.json`` written by an earlier run.
+CONFIG is a recipe name (``slimpose.configs.all_recipes()``: heatmap models and SDPose; DistilPose students
+train with ``slimpose distill``) or a ``config.json`` written by an earlier run.
 Multi-GPU / multi-node: ``torchrun --nproc_per_node G -m slimpose.cli.main train CONFIG ...``.
 """
 
@@ -10,7 +11,7 @@ import argparse
 import json
 import sys
 
-from slimpose.configs import DEFAULT_RECIPE, RECIPES
+from slimpose.configs import DEFAULT_RECIPE, all_recipes
 from slimpose.engine.config import TrainConfig
 
 
@@ -18,7 +19,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``train`` and ``eval``."""
     parser.add_argument(
         "config", nargs="?", default=DEFAULT_RECIPE,
-        help=f"recipe name ({', '.join(RECIPES)}) or a config.json file (default: {DEFAULT_RECIPE})",
+        help=f"recipe name ({', '.join(sorted(all_recipes()))}) or a config.json file (default: {DEFAULT_RECIPE})",
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -63,7 +64,21 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(cfg), indent=2))
         return 0
-    trainer = Trainer(cfg, resume=args.resume if args.resume else False)
+    from slimpose.configs.distill_recipes import DistillConfig
+    from slimpose.configs.sdpose_recipes import SDPoseConfig
+    from slimpose.utils.io import SlimposeInputError
+
+    resume = args.resume if args.resume else False
+    if isinstance(cfg, DistillConfig):
+        raise SlimposeInputError(
+            f"{args.config} is a DistilPose student config: run `slimpose distill {args.config} --teacher CKPT`"
+        )
+    if isinstance(cfg, SDPoseConfig):  # multi-cycled transformer + self-distillation (SDPose)
+        from slimpose.distillation.sdpose import sdpose_trainer
+
+        trainer = sdpose_trainer(cfg, resume=resume)
+    else:
+        trainer = Trainer(cfg, resume=resume)
     try:
         summary = trainer.fit()
     finally:

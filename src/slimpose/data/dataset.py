@@ -28,6 +28,10 @@ from slimpose.data.transforms import (
 )
 from slimpose.utils.io import SlimposeInputError
 
+# OpenCV's own thread pool does not survive fork() (DataLoader workers can hang on its locks); crops
+# are small, so slimpose parallelises over samples with workers instead (as mmengine does).
+cv2.setNumThreads(0)
+
 __all__ = ["TopDownDataset", "read_image", "normalize_image", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB

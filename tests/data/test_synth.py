@@ -218,3 +218,18 @@ def test_cli_writes_files_and_rejects_bad_input(tmp_path, capsys):
     assert "--images" in capsys.readouterr().err
     with pytest.raises(SlimposeInputError, match="split"):
         S.generate_synthetic_dataset(tmp_path / "f", 1, seed=0, split="../x")
+
+
+def test_easy_preset_one_person_facing_the_camera(tmp_path):
+    """The demo preset: exactly one person per image, yaw within +-75 degrees of facing the camera."""
+    from slimpose.data.synth import SynthConfig, generate_synthetic_dataset
+
+    path = generate_synthetic_dataset(tmp_path, 12, seed=5, split="val", image_size=(128, 128), progress=False,
+                                      config=SynthConfig.easy())
+    data = json.loads(path.read_text())
+    per_image = {}
+    for ann in data["annotations"]:
+        per_image[ann["image_id"]] = per_image.get(ann["image_id"], 0) + 1
+        yaw = ann["view_yaw"]
+        assert min(yaw, 360.0 - yaw) <= 75.0 + 1e-6
+    assert set(per_image.values()) == {1}

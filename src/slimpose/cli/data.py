@@ -20,17 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=256, help="image height in pixels (default 256)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (output does not depend on it)")
+    p.add_argument("--preset", choices=("default", "easy"), default="default",
+                   help="default: the benchmark set (1-4 people, occluders, all views); easy: one large person "
+                        "mostly facing the camera (CPU-minute demos)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "synth":
-        from slimpose.data.synth import generate_synthetic_dataset
+        from slimpose.data.synth import SynthConfig, generate_synthetic_dataset
 
+        config = SynthConfig.easy() if args.preset == "easy" else SynthConfig()
         start = time.perf_counter()
         path = generate_synthetic_dataset(args.out, args.images, args.seed, split=args.split,
                                           image_size=(args.width, args.height), workers=args.workers,
-                                          progress=not args.no_progress)
+                                          progress=not args.no_progress, config=config)
         seconds = time.perf_counter() - start
         print(f"wrote {args.images} images and {path} in {seconds:.1f} s "
               f"({60.0 * args.images / max(seconds, 1e-9):.0f} images/min)")

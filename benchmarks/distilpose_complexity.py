@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from slimpose.engine.complexity import count_flops, count_params, measure_latency
+from slimpose.engine.complexity import count_flops, count_params, measure_latencies_interleaved
 from slimpose.models import create_model
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
@@ -38,13 +38,11 @@ def measure(names: list[str], input_size: tuple[int, int], rounds: int, repeats:
             "params_all": count_params(m),
             "gflops": f["gflops"],
             "gflops_attention": f["attention"],
-            "latencies_ms": [],
         }
     # interleave the models round by round so that machine load affects all of them alike
-    for _ in range(rounds):
-        for n, m in models.items():
-            lat = measure_latency(m, batch=1, device="cpu", warmup=3, repeats=repeats, input_size=input_size)
-            rows[n]["latencies_ms"].append(lat["latency_ms"])
+    b1 = {"b1": dict(batch=1, device="cpu", warmup=3, repeats=repeats)}
+    for n, lat in measure_latencies_interleaved(models, b1, rounds, input_size).items():
+        rows[n]["latencies_ms"] = lat["b1"]
     for r in rows.values():
         r["latency_ms"] = sorted(r["latencies_ms"])[len(r["latencies_ms"]) // 2]
         r["fps"] = 1000.0 / r["latency_ms"]

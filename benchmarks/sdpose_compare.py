@@ -91,15 +91,11 @@ def measure_latencies(
     of the per-round medians) so that load changes on a shared machine hit all rows alike."""
     import statistics
 
-    from slimpose.engine.complexity import measure_latency
+    from slimpose.engine.complexity import measure_latencies_interleaved
 
-    per: dict[str, dict[str, list[float]]] = {k: {"b1": [], "b32": []} for k in paths}
-    for _ in range(args.latency_rounds):
-        for name, model in paths.items():
-            per[name]["b1"].append(measure_latency(model, batch=1, warmup=3, repeats=args.latency_repeats,
-                                                   input_size=tuple(INPUT_SIZE))["latency_ms"])
-            per[name]["b32"].append(measure_latency(model, batch=32, warmup=1, repeats=3,
-                                                    input_size=tuple(INPUT_SIZE))["latency_ms"])
+    settings = {"b1": dict(batch=1, warmup=3, repeats=args.latency_repeats),
+                "b32": dict(batch=32, warmup=1, repeats=3)}
+    per = measure_latencies_interleaved(paths, settings, args.latency_rounds, tuple(INPUT_SIZE))
     return {k: {"latency_ms_b1": statistics.median(v["b1"]), "latency_ms_b32": statistics.median(v["b32"])}
             for k, v in per.items()}
 

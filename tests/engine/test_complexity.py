@@ -7,6 +7,7 @@ from torch import nn
 from slimpose.engine.complexity import (
     count_flops,
     count_params,
+    measure_latencies_interleaved,
     measure_latency,
     measure_peak_memory,
     param_breakdown,
@@ -87,3 +88,11 @@ def test_latency_and_memory():
     assert small >= 4096 / 2**20 and big > 8 * small
     with pytest.raises(ValueError, match="input_size"):
         measure_latency(m, batch=1, repeats=1)
+
+
+def test_interleaved_latencies_one_value_per_round():
+    models = {"a": ConvLinear(), "b": ConvLinear()}
+    settings = {"b1": dict(batch=1, warmup=0, repeats=1), "b2": dict(batch=2, warmup=0, repeats=1)}
+    per = measure_latencies_interleaved(models, settings, rounds=3, input_size=(8, 16))
+    assert set(per) == {"a", "b"} and all(set(v) == {"b1", "b2"} for v in per.values())
+    assert all(len(ms) == 3 and min(ms) > 0 for v in per.values() for ms in v.values())

@@ -6,21 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import torch
 
-from slimpose.engine.config import TrainConfig, apply_overrides, config_to_dict
+from slimpose.engine.config import config_to_dict
 
-TINY = [
-    "data.dataset=synthetic",
-    "data.input_size=48,64",
-    "data.heatmap_size=12,16",
-    "data.sigma=1.5",
-    "data.synthetic_train_images=200",
-    "data.synthetic_val_images=24",
-    "data.synthetic_image_size=160,128",
+TINY = [  # after conftest.SYNTH_DATA
     "data.train_subset=64",
     "data.val_subset=21",  # odd: the DistributedSampler pads, the evaluator must de-duplicate
     "data.batch_size=16",
@@ -36,26 +27,12 @@ TINY = [
 ]
 
 
-def tiny_config(data_root: Path, work_dir: Path, extra: list[str] = ()) -> TrainConfig:
-    paths = [f"data.data_root={data_root}", f"work_dir={work_dir}"]
-    return apply_overrides(TrainConfig(), TINY + paths + list(extra))
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    from slimpose.engine.trainer import prepare_synthetic
-
-    root = tmp_path_factory.getbasetemp() / "engine_synth"
-    prepare_synthetic(tiny_config(root, root / "unused"))
-    return root
-
-
-def test_two_process_training_and_eval_match_one_process(synth_root, tmp_path):
+def test_two_process_training_and_eval_match_one_process(synth_root, tiny_config, tmp_path):
     from slimpose.engine.checkpoint import load_checkpoint
     from slimpose.engine.trainer import evaluate_checkpoint
 
     work = tmp_path / "ddp"
-    cfg = tiny_config(synth_root, work)
+    cfg = tiny_config(TINY, synth_root, work)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(config_to_dict(cfg)))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from slimpose.engine.config import TrainConfig, apply_overrides
-
-TINY = [
-    "data.dataset=synthetic",
-    "data.input_size=48,64",
-    "data.heatmap_size=12,16",
-    "data.sigma=1.5",
-    "data.synthetic_train_images=200",
-    "data.synthetic_val_images=24",
-    "data.synthetic_image_size=160,128",
+TINY = [  # after conftest.SYNTH_DATA
     "data.train_subset=64",
     "data.val_subset=8",
     "data.batch_size=16",
@@ -35,20 +24,6 @@ TINY = [
 ]
 
 
-def tiny_config(data_root: Path, work_dir: Path, extra: list[str] = ()) -> TrainConfig:
-    paths = [f"data.data_root={data_root}", f"work_dir={work_dir}"]
-    return apply_overrides(TrainConfig(), TINY + paths + list(extra))
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    from slimpose.engine.trainer import prepare_synthetic
-
-    root = tmp_path_factory.getbasetemp() / "engine_synth"
-    prepare_synthetic(tiny_config(root, root / "unused"))
-    return root
-
-
 def _assert_same_state(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
@@ -56,19 +31,19 @@ def _assert_same_state(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_reproduces_uninterrupted_run(synth_root, tmp_path, workers):
+def test_resume_reproduces_uninterrupted_run(synth_root, tiny_config, tmp_path, workers):
     from slimpose.engine.checkpoint import load_checkpoint
     from slimpose.engine.trainer import Trainer
 
     torch.set_num_threads(1)
     extra = [f"data.workers={workers}"]
-    full = Trainer(tiny_config(synth_root, tmp_path / "full", extra))
+    full = Trainer(tiny_config(TINY, synth_root, tmp_path / "full", extra))
     full.fit()
 
-    part = Trainer(tiny_config(synth_root, tmp_path / "part", extra))
+    part = Trainer(tiny_config(TINY, synth_root, tmp_path / "part", extra))
     part.fit(stop_after_epoch=1)  # "interrupted" after epoch 1 of 3
     assert load_checkpoint(tmp_path / "part" / "last.pth")["epoch"] == 1
-    resumed = Trainer(tiny_config(synth_root, tmp_path / "part", extra), resume=True)
+    resumed = Trainer(tiny_config(TINY, synth_root, tmp_path / "part", extra), resume=True)
     assert resumed.epoch == 1 and resumed.global_step == len(resumed.train_loader)
     resumed.fit()
 
@@ -80,7 +55,7 @@ def test_resume_reproduces_uninterrupted_run(synth_root, tmp_path, workers):
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         _assert_same_state(pa, pb)
     # a run that does not restore the RNG state diverges (dropout): the test above can fail
-    other = Trainer(tiny_config(synth_root, tmp_path / "other", extra + ["seed=1"]))
+    other = Trainer(tiny_config(TINY, synth_root, tmp_path / "other", extra + ["seed=1"]))
     other.fit()
     c = load_checkpoint(tmp_path / "other" / "last.pth")
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
@@ -119,12 +94,12 @@ def test_rng_state_round_trip():
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(synth_root, tmp_path):
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(synth_root, tiny_config, tmp_path):
     from slimpose.engine.checkpoint import load_checkpoint
     from slimpose.engine.trainer import Trainer, TrainingDivergedError, build_model, build_task
 
     torch.set_num_threads(1)
-    cfg = tiny_config(synth_root, tmp_path / "nan", ["data.workers=0", "schedule.epochs=2"])
+    cfg = tiny_config(TINY, synth_root, tmp_path / "nan", ["data.workers=0", "schedule.epochs=2"])
 
     class NaNAfter(torch.nn.Module):
         """Wraps a HeatmapTask; the loss becomes NaN from the 6th call (epoch 2, iteration 2)."""

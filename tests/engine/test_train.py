@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 import torch
 
-from slimpose.engine.config import TrainConfig, apply_overrides
-
-TINY = [
-    "data.dataset=synthetic",
-    "data.input_size=48,64",
-    "data.heatmap_size=12,16",
-    "data.sigma=1.5",
-    "data.synthetic_train_images=200",
-    "data.synthetic_val_images=24",
-    "data.synthetic_image_size=160,128",
+TINY = [  # after conftest.SYNTH_DATA
     "data.batch_size=32",
     "data.val_batch_size=16",
     "data.workers=0",
@@ -32,21 +21,6 @@ TINY = [
 ]
 
 
-def tiny_config(data_root: Path, work_dir: Path, extra: list[str] = ()) -> TrainConfig:
-    paths = [f"data.data_root={data_root}", f"work_dir={work_dir}"]
-    return apply_overrides(TrainConfig(), TINY + paths + list(extra))
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    """~200 small synthetic images (train) + 24 (val), generated once per session."""
-    from slimpose.engine.trainer import prepare_synthetic
-
-    root = tmp_path_factory.getbasetemp() / "engine_synth"
-    prepare_synthetic(tiny_config(root, root / "unused"))
-    return root
-
-
 def _fixed_batch_loss(trainer) -> float:
     task = trainer.task
     task.eval()
@@ -56,7 +30,7 @@ def _fixed_batch_loss(trainer) -> float:
     return float(loss)
 
 
-def test_tiny_tokenpose_loss_decreases(synth_root, tmp_path):
+def test_tiny_tokenpose_loss_decreases(synth_root, tiny_config, tmp_path):
     from safetensors import safe_open
 
     from slimpose.engine.checkpoint import export_safetensors, load_checkpoint
@@ -64,7 +38,7 @@ def test_tiny_tokenpose_loss_decreases(synth_root, tmp_path):
 
     torch.set_num_threads(1)
     extra = ["schedule.epochs=3", "eval_interval=3", "data.train_subset=128", "data.batch_size=16"]
-    cfg = tiny_config(synth_root, tmp_path / "run", extra)
+    cfg = tiny_config(TINY, synth_root, tmp_path / "run", extra)
     trainer = Trainer(cfg)
     before = _fixed_batch_loss(trainer)
     summary = trainer.fit()
@@ -91,13 +65,13 @@ def test_tiny_tokenpose_loss_decreases(synth_root, tmp_path):
     assert json.loads(meta["config"])["model"]["overrides"]["depth"] == 2
 
 
-def test_eval_cli_prints_ap(synth_root, tmp_path, capsys):
+def test_eval_cli_prints_ap(synth_root, tiny_config, tmp_path, capsys):
     from slimpose.cli.main import main
     from slimpose.engine.checkpoint import save_checkpoint
     from slimpose.engine.config import config_to_dict
     from slimpose.engine.trainer import build_model
 
-    cfg = tiny_config(synth_root, tmp_path / "run", ["data.val_subset=8", "flip_test=false"])
+    cfg = tiny_config(TINY, synth_root, tmp_path / "run", ["data.val_subset=8", "flip_test=false"])
     (tmp_path / "cfg.json").write_text(json.dumps(config_to_dict(cfg)))
     torch.manual_seed(0)
     save_checkpoint({"model": build_model(cfg, 17).state_dict()}, tmp_path / "m.pth")

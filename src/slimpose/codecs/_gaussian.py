@@ -26,6 +26,15 @@ def check_size(size: Sequence[int], name: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def check_sigma_blur(sigma: float, blur_kernel_size: int) -> tuple[float, int]:
+    """Validate a Gaussian ``sigma`` (> 0) and a DARK ``blur_kernel_size`` (positive, odd)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
+        raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
+    return float(sigma), int(blur_kernel_size)
+
+
 def check_keypoints(keypoints: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate encode inputs: keypoints (K, 2) and weights (K,); NaN keypoints get weight 0."""
     kpts = np.asarray(keypoints, dtype=np.float32)
@@ -38,6 +47,28 @@ def check_keypoints(keypoints: Any, weights: Any) -> tuple[np.ndarray, np.ndarra
     w = np.where(finite, w, 0.0).astype(np.float32)
     kpts = np.where(finite[:, None], kpts, 0.0).astype(np.float32)
     return kpts, w
+
+
+def pixel_grid(heatmap_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmap pixel coordinates ``xs`` (1, 1, w) and ``ys`` (1, h, 1), float32, for (K, h, w) targets."""
+    hm_w, hm_h = heatmap_size
+    return (np.arange(hm_w, dtype=np.float32)[None, None, :],
+            np.arange(hm_h, dtype=np.float32)[None, :, None])
+
+
+def window_overlaps(centre: np.ndarray, radius: int, heatmap_size: tuple[int, int]) -> np.ndarray:
+    """(K,) whether the integer window ``[c - radius, c + radius]`` around each centre overlaps the map."""
+    hm_w, hm_h = heatmap_size
+    return ((centre - radius <= [hm_w - 1, hm_h - 1]).all(axis=1)
+            & (centre + radius >= 0).all(axis=1))
+
+
+def masked_targets(target: np.ndarray, valid: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """``target`` (K, h, w) / ``target_weight`` (K,) as float32, zero for keypoints not ``valid``."""
+    return {
+        "target": np.where(valid[:, None, None], target, 0.0).astype(np.float32),
+        "target_weight": np.where(valid, weights, 0.0).astype(np.float32),
+    }
 
 
 def check_heatmaps(heatmaps: Any) -> np.ndarray:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._gaussian import (check_heatmaps, check_keypoints, check_size, dark_blur, dark_taylor_refine,
-                        heatmap_argmax, quarter_offset_refine)
+from ._gaussian import (check_heatmaps, check_keypoints, check_sigma_blur, check_size, dark_blur,
+                        dark_taylor_refine, heatmap_argmax, masked_targets, pixel_grid,
+                        quarter_offset_refine, window_overlaps)
 
 
 class MSRAHeatmap:
@@ -35,13 +36,8 @@ class MSRAHeatmap:
     ) -> None:
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
-            raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
-        self.sigma = float(sigma)
+        self.sigma, self.blur_kernel_size = check_sigma_blur(sigma, blur_kernel_size)
         self.unbiased = bool(unbiased)
-        self.blur_kernel_size = int(blur_kernel_size)
         self.scale = np.array(self.input_size, np.float32) / np.array(self.heatmap_size, np.float32)
 
     def __repr__(self) -> str:
@@ -53,8 +49,7 @@ class MSRAHeatmap:
         kpts, w = check_keypoints(keypoints, weights)
         hm_w, hm_h = self.heatmap_size
         mu = kpts / self.scale
-        xs = np.arange(hm_w, dtype=np.float32)[None, None, :]
-        ys = np.arange(hm_h, dtype=np.float32)[None, :, None]
+        xs, ys = pixel_grid(self.heatmap_size)
         if self.unbiased:
             # official DARK bounds: drop if left >= W, top >= H, right < 0 or bottom < 0
             radius = 3.0 * self.sigma
@@ -64,9 +59,7 @@ class MSRAHeatmap:
         else:
             radius = int(3.0 * self.sigma)
             centre = np.floor(mu + 0.5)
-            # the integer window [c - r, c + r] must overlap the map
-            inside = ((centre - radius <= [hm_w - 1, hm_h - 1]).all(axis=1)
-                      & (centre + radius >= 0).all(axis=1))
+            inside = window_overlaps(centre, radius, self.heatmap_size)
             window = radius
         valid = inside & (w > 0)
         dx = xs - centre[:, 0, None, None]
@@ -74,9 +67,7 @@ class MSRAHeatmap:
         target = np.exp(-(dx * dx + dy * dy) / (2.0 * self.sigma ** 2))
         if window is not None:
             target = target * ((np.abs(dx) <= window) & (np.abs(dy) <= window))
-        target = np.where(valid[:, None, None], target, 0.0).astype(np.float32)
-        target_weight = np.where(valid, w, 0.0).astype(np.float32)
-        return {"target": target, "target_weight": target_weight}
+        return masked_targets(target, valid, w)
 
     def decode_heatmaps(self, heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""

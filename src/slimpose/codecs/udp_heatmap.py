@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._gaussian import (check_heatmaps, check_keypoints, check_size, dark_blur, heatmap_argmax,
-                        udp_taylor_refine)
+from ._gaussian import (check_heatmaps, check_keypoints, check_sigma_blur, check_size, dark_blur,
+                        heatmap_argmax, masked_targets, pixel_grid, udp_taylor_refine, window_overlaps)
 
 
 class UDPHeatmap:
@@ -38,12 +38,7 @@ class UDPHeatmap:
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
         if min(self.heatmap_size) < 2:
             raise ValueError(f"UDP needs a heatmap of at least 2x2 pixels, got {heatmap_size}")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
-            raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
-        self.sigma = float(sigma)
-        self.blur_kernel_size = int(blur_kernel_size)
+        self.sigma, self.blur_kernel_size = check_sigma_blur(sigma, blur_kernel_size)
         self.scale = ((np.array(self.input_size, np.float32) - 1)
                       / (np.array(self.heatmap_size, np.float32) - 1))
 
@@ -54,23 +49,17 @@ class UDPHeatmap:
     def encode(self, keypoints: Any, weights: Any) -> dict[str, np.ndarray]:
         """(K, 2) crop-pixel keypoints + (K,) weights -> ``target`` (K, h, w), ``target_weight`` (K,)."""
         kpts, w = check_keypoints(keypoints, weights)
-        hm_w, hm_h = self.heatmap_size
         mu = kpts / self.scale
         radius = int(3.0 * self.sigma)
         centre = np.floor(mu + 0.5)
-        inside = ((centre - radius <= [hm_w - 1, hm_h - 1]).all(axis=1)
-                  & (centre + radius >= 0).all(axis=1))
-        valid = inside & (w > 0)
-        xs = np.arange(hm_w, dtype=np.float32)[None, None, :]
-        ys = np.arange(hm_h, dtype=np.float32)[None, :, None]
+        valid = window_overlaps(centre, radius, self.heatmap_size) & (w > 0)
+        xs, ys = pixel_grid(self.heatmap_size)
         in_window = ((np.abs(xs - centre[:, 0, None, None]) <= radius)
                      & (np.abs(ys - centre[:, 1, None, None]) <= radius))
         dx = xs - mu[:, 0, None, None]
         dy = ys - mu[:, 1, None, None]
         target = np.exp(-(dx * dx + dy * dy) / (2.0 * self.sigma ** 2)) * in_window
-        target = np.where(valid[:, None, None], target, 0.0).astype(np.float32)
-        target_weight = np.where(valid, w, 0.0).astype(np.float32)
-        return {"target": target, "target_weight": target_weight}
+        return masked_targets(target, valid, w)
 
     def decode_heatmaps(self, heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""

@@ -9,7 +9,6 @@ scale 0.35 augmentation, input 256x192, teacher heatmaps 64x48 (MSRA, sigma 2), 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ from typing import Any, Callable
 from slimpose.engine.config import (
     ModelConfig,
     TrainConfig,
-    apply_override,
-    config_from_dict,
+    apply_overrides,
     config_to_dict,
+    config_with_section_from_dict,
     validate_config,
 )
 from slimpose.utils.io import SlimposeInputError, load_json
@@ -66,26 +65,9 @@ def validate_distill_config(cfg: DistillConfig, where: str = "config") -> Distil
 
 def distill_config_from_dict(data: dict[str, Any], where: str = "config") -> DistillConfig:
     """A DistillConfig from a (partial) dict; unknown keys raise a SlimposeInputError naming ``where``."""
-    if not isinstance(data, dict):
-        raise SlimposeInputError(f"{where}: expected a JSON object at the top level")
-    data = dict(data)
-    distill = data.pop("distill", {}) or {}
-    if not isinstance(distill, dict):
-        raise SlimposeInputError(f"{where}: distill: expected an object, got {distill!r}")
-    base = config_from_dict(data, where)
-    cfg = DistillConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)})
-    for key, value in distill.items():
-        names = [f.name for f in dataclasses.fields(DistillParams)]
-        if key not in names:
-            raise SlimposeInputError(
-                f"{where}: unknown config key distill.{key} (valid keys of distill: {', '.join(names)})"
-            )
-        if isinstance(value, (dict, type(None))) and key in ("teacher_overrides", "teacher_checkpoint"):
-            setattr(cfg.distill, key, value)
-            continue
-        if isinstance(value, (dict, list)):
-            raise SlimposeInputError(f"{where}: distill.{key}: unexpected value {value!r}")
-        apply_override(cfg, f"distill.{key}={value if not isinstance(value, bool) else str(value).lower()}")
+    cfg = config_with_section_from_dict(
+        DistillConfig, data, "distill", where, raw_keys=("teacher_overrides", "teacher_checkpoint")
+    )
     return validate_distill_config(cfg, where)
 
 
@@ -95,10 +77,7 @@ def distill_config_to_dict(cfg: DistillConfig) -> dict[str, Any]:
 
 def apply_distill_overrides(cfg: DistillConfig, assignments: list[str] | tuple[str, ...]) -> DistillConfig:
     """A copy of ``cfg`` with every ``key=value`` (``--set``) applied, then validated."""
-    cfg = copy.deepcopy(cfg)
-    for a in assignments:
-        apply_override(cfg, a)
-    return validate_distill_config(cfg, where="--set")
+    return apply_overrides(cfg, assignments, validate=validate_distill_config)
 
 
 # ----------------------------------------------------------------------------------------------- recipes

@@ -12,8 +12,6 @@ the same schedule with the RLE loss (paper Sec. 4.3).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,8 +22,8 @@ from slimpose.engine.config import (
     OptimConfig,
     ScheduleConfig,
     TrainConfig,
-    apply_override,
-    config_from_dict,
+    apply_overrides,
+    config_with_section_from_dict,
     validate_config,
 )
 from slimpose.utils.io import SlimposeInputError
@@ -63,29 +61,12 @@ def validate_sdpose_config(cfg: SDPoseConfig, where: str = "config") -> SDPoseCo
 
 def sdpose_config_from_dict(data: dict[str, Any], where: str = "config") -> SDPoseConfig:
     """An SDPoseConfig from a (partial) dict; unknown keys raise a SlimposeInputError naming ``where``."""
-    if not isinstance(data, dict):
-        raise SlimposeInputError(f"{where}: expected a JSON object at the top level")
-    data = dict(data)
-    section = data.pop("sdpose", {}) or {}
-    if not isinstance(section, dict):
-        raise SlimposeInputError(f"{where}: sdpose: expected an object, got {section!r}")
-    base = config_from_dict(data, where)
-    cfg = SDPoseConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)})
-    names = [f.name for f in dataclasses.fields(SDPoseParams)]
-    for key, value in section.items():
-        if key not in names:
-            raise SlimposeInputError(f"{where}: unknown config key sdpose.{key} (valid: {', '.join(names)})")
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        apply_override(cfg, f"sdpose.{key}={text}")
-    return validate_sdpose_config(cfg, where)
+    return validate_sdpose_config(config_with_section_from_dict(SDPoseConfig, data, "sdpose", where), where)
 
 
 def apply_sdpose_overrides(cfg: SDPoseConfig, assignments: list[str] | tuple[str, ...]) -> SDPoseConfig:
     """A copy of ``cfg`` with every ``key=value`` (``--set``) applied, then validated."""
-    cfg = copy.deepcopy(cfg)
-    for a in assignments:
-        apply_override(cfg, a)
-    return validate_sdpose_config(cfg, where="--set")
+    return apply_overrides(cfg, assignments, validate=validate_sdpose_config)
 
 
 # ----------------------------------------------------------------------------------------------- recipes

@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpose.losses.regression import smooth_l1_loss
+from slimpose.models.distilpose import SCORE_SOURCES
 from slimpose.utils.io import SlimposeInputError
-
-SCORE_SOURCES = ("confidence", "constant")
 
 
 # ----------------------------------------------------------------------------------------------

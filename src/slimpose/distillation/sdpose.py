@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimpose.distillation.distilpose import DistilPoseTask
 from slimpose.engine.tasks import HeatmapTask
 from slimpose.losses.heatmap import KeypointMSELoss
 from slimpose.losses.rle import RLELoss
@@ -149,14 +150,7 @@ class SDPoseRegTask(nn.Module):
         self.criterion = RLECriterion(rle)
         self.sd_loss = SDPoseLoss(self.criterion, loss_cfg)
 
-    @staticmethod
-    def target_coords(batch: dict[str, Any]) -> torch.Tensor:
-        target = batch.get("target")
-        images = batch["image"]
-        if torch.is_tensor(target) and target.dim() == 3 and target.shape[-1] == 2:
-            return target.to(images.dtype)
-        h, w = images.shape[-2:]
-        return batch["keypoints"].to(images.dtype) / images.new_tensor([w, h])
+    target_coords = staticmethod(DistilPoseTask.target_coords)
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images = batch["image"]
@@ -181,25 +175,13 @@ def build_sdpose_model(cfg: Any, num_keypoints: int) -> nn.Module:
     """The engine's ``build_model`` when ``cfg.model.name`` is in ``slimpose.models.MODELS``; else the
     SDPose factories of ``slimpose.models.sdpose.SDPOSE_MODELS`` with the same checks."""
     from slimpose import models
-    from slimpose.engine.trainer import build_model, load_model_weights
+    from slimpose.engine.trainer import build_model
     from slimpose.models.sdpose import SDPOSE_MODELS
 
     name = cfg.model.name
     if name in models.MODELS or name not in SDPOSE_MODELS:
         return build_model(cfg, num_keypoints)
-    kwargs = dict(cfg.model.overrides)
-    kwargs.setdefault("num_keypoints", num_keypoints)
-    kwargs.setdefault("input_size", tuple(cfg.data.input_size))
-    model = SDPOSE_MODELS[name](**kwargs)
-    hm = getattr(model, "heatmap_size", None)
-    if hm is not None and tuple(hm) != tuple(cfg.data.heatmap_size):
-        raise SlimposeInputError(
-            f"data.heatmap_size {tuple(cfg.data.heatmap_size)} does not match the heatmap size {tuple(hm)} "
-            f"of model {name!r} at input size {tuple(cfg.data.input_size)}"
-        )
-    if cfg.model.pretrained:
-        load_model_weights(model, cfg.model.pretrained)
-    return model
+    return build_model(cfg, num_keypoints, factory=SDPOSE_MODELS[name])
 
 
 def build_sdpose_task(cfg: Any, num_keypoints: int) -> nn.Module:

@@ -186,6 +186,25 @@ def measure_latency(
     }
 
 
+def measure_latencies_interleaved(
+    models: dict[str, nn.Module],
+    settings: dict[str, dict[str, Any]],
+    rounds: int = 3,
+    input_size: tuple[int, int] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Round-robin latency: ``rounds`` times, every model under every ``settings`` entry (keyword arguments
+    of ``measure_latency``), so that load changes on a shared machine hit all models alike.
+
+    Returns ``{model: {setting: [median latency_ms of each round]}}``.
+    """
+    per: dict[str, dict[str, list[float]]] = {n: {k: [] for k in settings} for n in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            for key, kwargs in settings.items():
+                per[name][key].append(measure_latency(model, input_size=input_size, **kwargs)["latency_ms"])
+    return per
+
+
 def _cpu_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
     from torch.profiler import ProfilerActivity, profile
 

@@ -18,36 +18,34 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
+from slimpose.data.transforms import AugmentConfig
 from slimpose.utils.io import SlimposeInputError, load_json
 
 DATASET_NAMES = ("synthetic", "coco", "crowdpose", "mpii")
 AMP_MODES = ("none", "fp16", "bf16")
 
 
-@dataclass
-class AugmentParams:
-    """Training augmentation; the fields mirror ``slimpose.data.transforms.AugmentConfig`` (see there).
+def _augment_params_class() -> type:
+    """``AugmentParams``: the fields of ``slimpose.data.transforms.AugmentConfig`` (see there), mutable.
 
     Defaults: HRNet / TokenPose (flip 0.5, half body p=0.3 with > 8 labelled joints, scale 0.35,
-    rotation 45 deg with p=0.6); colour jitter is not part of the official recipes.
+    rotation 45 deg with p=0.6); colour jitter is not part of the official recipes (off here).
     """
+    defaults = {"color_jitter": False}
+    hints = typing.get_type_hints(AugmentConfig)
+    fields = [
+        (f.name, hints[f.name], field(default=defaults.get(f.name, f.default)))
+        for f in dataclasses.fields(AugmentConfig)
+    ]
+    cls = dataclasses.make_dataclass("AugmentParams", fields)
+    cls.__module__ = __name__
+    cls.__doc__ = _augment_params_class.__doc__
+    return cls
 
-    flip_prob: float = 0.5
-    half_body_prob: float = 0.3
-    half_body_min_kpts: int = 8
-    half_body_padding: float = 1.5
-    half_body_upper_prob: float = 0.7
-    scale_factor: float = 0.35
-    rotation_factor: float = 45.0
-    rotation_prob: float = 0.6
-    shift_factor: float = 0.0
-    shift_prob: float = 0.3
-    color_jitter: bool = False
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
+
+AugmentParams = _augment_params_class()
 
 
 @dataclass
@@ -423,12 +421,50 @@ def apply_override(cfg: TrainConfig, assignment: str) -> TrainConfig:
     return cfg
 
 
-def apply_overrides(cfg: TrainConfig, assignments: list[str] | tuple[str, ...]) -> TrainConfig:
-    """A copy of ``cfg`` with every ``key=value`` applied, then validated."""
+def apply_overrides(
+    cfg: TrainConfig,
+    assignments: list[str] | tuple[str, ...],
+    validate: Callable[[Any, str], Any] = validate_config,
+) -> TrainConfig:
+    """A copy of ``cfg`` with every ``key=value`` applied, then validated (``validate(cfg, "--set")``)."""
     cfg = copy.deepcopy(cfg)
     for a in assignments:
         apply_override(cfg, a)
-    return validate_config(cfg, where="--set")
+    return validate(cfg, "--set")
+
+
+def config_with_section_from_dict(
+    cls: type, data: dict[str, Any], section: str, where: str = "config", raw_keys: tuple[str, ...] = ()
+) -> Any:
+    """A ``cls`` (a TrainConfig subclass with one extra dataclass field ``section``) from a (partial) dict.
+
+    The TrainConfig part goes through ``config_from_dict``; every ``section`` entry is applied like a
+    ``--set`` override. ``raw_keys`` fields take a JSON object or null as it is; any other object / list
+    value, and unknown keys, raise a SlimposeInputError naming ``where``. Not validated beyond TrainConfig.
+    """
+    if not isinstance(data, dict):
+        raise SlimposeInputError(f"{where}: expected a JSON object at the top level")
+    data = dict(data)
+    values = data.pop(section, {}) or {}
+    if not isinstance(values, dict):
+        raise SlimposeInputError(f"{where}: {section}: expected an object, got {values!r}")
+    base = config_from_dict(data, where)
+    cfg = cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)})
+    params = getattr(cfg, section)
+    names = [f.name for f in dataclasses.fields(params)]
+    for key, value in values.items():
+        if key not in names:
+            raise SlimposeInputError(
+                f"{where}: unknown config key {section}.{key} (valid keys of {section}: {', '.join(names)})"
+            )
+        if key in raw_keys and isinstance(value, (dict, type(None))):
+            setattr(params, key, value)
+            continue
+        if isinstance(value, (dict, list)):
+            raise SlimposeInputError(f"{where}: {section}.{key}: unexpected value {value!r}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        apply_override(cfg, f"{section}.{key}={text}")
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------- data paths

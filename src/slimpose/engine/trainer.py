@@ -18,7 +18,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -77,19 +77,22 @@ def build_codec(cfg: TrainConfig, for_decoding: bool = False) -> Any:
     return MSRAHeatmap(tuple(d.input_size), tuple(d.heatmap_size), sigma=d.sigma, unbiased=unbiased)
 
 
-def build_model(cfg: TrainConfig, num_keypoints: int) -> nn.Module:
-    """``models.create_model(name, num_keypoints=..., input_size=..., **overrides)``; checks sizes."""
+def build_model(
+    cfg: TrainConfig, num_keypoints: int, factory: Callable[..., nn.Module] | None = None
+) -> nn.Module:
+    """``models.create_model(name, num_keypoints=..., input_size=..., **overrides)`` (or ``factory(...)``
+    for a model outside ``models.MODELS``, e.g. an SDPose factory); checks sizes, loads ``pretrained``."""
     from slimpose import models
 
     name = cfg.model.name
-    if name not in models.MODELS:
+    if factory is None and name not in models.MODELS:
         raise SlimposeInputError(
             f"model.name: unknown model {name!r} (available: {', '.join(sorted(models.MODELS))})"
         )
     kwargs = dict(cfg.model.overrides)
     kwargs.setdefault("num_keypoints", num_keypoints)
     kwargs.setdefault("input_size", tuple(cfg.data.input_size))
-    model = models.create_model(name, **kwargs)
+    model = models.create_model(name, **kwargs) if factory is None else factory(**kwargs)
     hm = getattr(model, "heatmap_size", None)
     if hm is not None and tuple(hm) != tuple(cfg.data.heatmap_size):
         raise SlimposeInputError(

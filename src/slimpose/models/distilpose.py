@@ -22,13 +22,11 @@ made the official no-distillation run score AP < 0.1, yshMars/DistilPose#2).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimpose.models.token_transformer import TokenTransformer
+from slimpose.models.token_transformer import TokenTransformer, backbone_feature_size, pop_backbone
 
 SCORE_SOURCES = ("confidence", "constant")
 REGRESSION_OUT_DIM = 5
@@ -37,6 +35,11 @@ REGRESSION_OUT_DIM = 5
 def activate_regression_output(raw: torch.Tensor) -> torch.Tensor:
     """Raw (..., 5) -> [sigmoid(x), sigmoid(y), score, softplus(sx), softplus(sy)] (official 'all' mode)."""
     return torch.cat((raw[..., 0:2].sigmoid(), raw[..., 2:3], F.softplus(raw[..., 3:5])), dim=-1)
+
+
+def _check_score_source(score_source: str) -> None:
+    if score_source not in SCORE_SOURCES:
+        raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
 
 
 def keypoint_scores(output: torch.Tensor, score_source: str) -> torch.Tensor:
@@ -88,21 +91,15 @@ class DistilPose(nn.Module):
         score_source: str = "confidence",
     ):
         super().__init__()
-        stride = int(getattr(backbone, "stride", 4))
-        w, h = input_size
-        if w % stride or h % stride:
-            raise ValueError(
-                f"DistilPose: input_size (w, h) = {tuple(input_size)} must be divisible by {stride}"
-            )
-        if score_source not in SCORE_SOURCES:
-            raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
+        feature_size = backbone_feature_size(backbone, input_size, "DistilPose")
+        _check_score_source(score_source)
         self.backbone = backbone
         self.num_keypoints = num_keypoints
-        self.input_size = (w, h)
+        self.input_size = tuple(input_size)
         self.score_source = score_source
         self.transformer = TokenTransformer(
             in_channels=backbone.out_channels,
-            feature_size=(w // stride, h // stride),
+            feature_size=feature_size,
             patch_size=patch_size,
             num_keypoints=num_keypoints,
             dim=dim,
@@ -143,8 +140,7 @@ class DeepPose(nn.Module):
         score_source: str = "confidence",
     ):
         super().__init__()
-        if score_source not in SCORE_SOURCES:
-            raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
+        _check_score_source(score_source)
         self.backbone = backbone
         self.num_keypoints = num_keypoints
         self.input_size = tuple(input_size)
@@ -158,12 +154,6 @@ class DeepPose(nn.Module):
         x = self.pool(self.backbone(images)).flatten(1)
         raw = self.fc(x).reshape(x.shape[0], self.num_keypoints, REGRESSION_OUT_DIM)
         return activate_regression_output(raw)
-
-
-def _pop_backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
-    """``overrides['backbone']`` when given (popped), else ``build()``."""
-    backbone = overrides.pop("backbone", None)
-    return backbone if backbone is not None else build()
 
 
 def _tde_kwargs(overrides: dict) -> dict:
@@ -182,7 +172,7 @@ def distilpose_s(
     from slimpose.models.stemnet import StemNet
 
     stem_blocks = int(overrides.pop("stem_blocks", 4))
-    backbone = _pop_backbone(overrides, lambda: StemNet(num_blocks=stem_blocks))
+    backbone = pop_backbone(overrides, lambda: StemNet(num_blocks=stem_blocks))
     return DistilPose(backbone, num_keypoints, input_size, **_tde_kwargs(overrides))
 
 
@@ -194,7 +184,7 @@ def distilpose_l(
 
     if input_size[0] % 16 or input_size[1] % 16:
         raise ValueError(f"distilpose_l: input_size (w, h) = {tuple(input_size)} must be divisible by 16")
-    backbone = _pop_backbone(overrides, lambda: hrnet_w48_backbone(num_stages=3))
+    backbone = pop_backbone(overrides, lambda: hrnet_w48_backbone(num_stages=3))
     return DistilPose(backbone, num_keypoints, input_size, **_tde_kwargs(overrides))
 
 
@@ -204,7 +194,7 @@ def deeppose_res50(
     """DeepPose, ResNet-50 backbone (DistilPose Table 6: 52.6 AP alone, 59.7 AP with Simulated Heatmaps)."""
     from slimpose.models.resnet import resnet50
 
-    backbone = _pop_backbone(overrides, resnet50)
+    backbone = pop_backbone(overrides, resnet50)
     return DeepPose(backbone, num_keypoints, input_size, **overrides)
 
 

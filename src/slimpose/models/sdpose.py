@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from slimpose.models.distilpose import REGRESSION_OUT_DIM, DistilPose
+from slimpose.models.distilpose import DistilPose, RegressionTokenHead
 from slimpose.models.hrnet import HRNet, hrnet_w32_backbone
 from slimpose.models.layers import Bottleneck, init_normal_, make_res_layer
 from slimpose.models.stemnet import StemNet
@@ -143,14 +143,8 @@ def rle_activation(raw: torch.Tensor) -> torch.Tensor:
     return torch.cat((xy, score, sigma), dim=-1)
 
 
-class RLETokenHead(nn.Module):
-    """Keypoint tokens (B,K,D) -> (B,K,5): ``LN + Linear(D, 5)`` (DistilPose's keys), RLE activation."""
-
-    def __init__(self, dim: int, out_dim: int = REGRESSION_OUT_DIM):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out_dim))
-        nn.init.trunc_normal_(self.mlp[1].weight, std=0.02)
-        nn.init.zeros_(self.mlp[1].bias)
+class RLETokenHead(RegressionTokenHead):
+    """Keypoint tokens (B,K,D) -> (B,K,5): DistilPose's ``LN + Linear(D, 5)`` (same keys), RLE activation."""
 
     def forward(self, keypoint_tokens: torch.Tensor) -> torch.Tensor:
         return rle_activation(self.mlp(keypoint_tokens))

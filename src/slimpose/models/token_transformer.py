@@ -18,7 +18,7 @@ State-dict names vs the official ones (for converters):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -333,3 +333,29 @@ class TokenTransformer(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self.run(self.embed(features)))
+
+
+# ------------------------------------------------------------------------------------------- model helpers
+
+
+def pop_backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
+    """Model factories: ``overrides['backbone']`` if given (popped), else ``build()``."""
+    backbone = overrides.pop("backbone", None)
+    return backbone if backbone is not None else build()
+
+
+def backbone_feature_size(
+    backbone: nn.Module, input_size: tuple[int, int], model_name: str
+) -> tuple[int, int]:
+    """``(w, h)`` of the backbone's feature map for ``input_size`` crops (``input_size / backbone.stride``).
+
+    Raises a ValueError naming ``model_name`` when ``input_size`` is not divisible by the stride.
+    """
+    stride = int(getattr(backbone, "stride", 4))
+    w, h = input_size
+    if w % stride or h % stride:
+        raise ValueError(
+            f"{model_name}: input_size (w, h) = {tuple(input_size)} "
+            f"must be divisible by the stride {stride}"
+        )
+    return w // stride, h // stride

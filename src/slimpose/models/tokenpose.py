@@ -9,15 +9,15 @@ heatmap (official ``TokenPose_S_base`` / ``TokenPose_TB_base`` / ``TokenPose_L_b
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
 from slimpose.models.heads import TokenHeatmapHead
 from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
 from slimpose.models.stemnet import stemnet
-from slimpose.models.token_transformer import PosEmbedding, TokenTransformer
+from slimpose.models.token_transformer import (
+    PosEmbedding, TokenTransformer, backbone_feature_size, pop_backbone,
+)
 
 
 class TokenPose(nn.Module):
@@ -54,15 +54,9 @@ class TokenPose(nn.Module):
         emb_dropout: float = 0.0,
     ):
         super().__init__()
-        stride = int(getattr(backbone, "stride", 4))
-        w, h = input_size
-        if w % stride or h % stride:
-            raise ValueError(
-                f"input_size (w, h) = {tuple(input_size)} must be divisible by the stride {stride}"
-            )
+        self.heatmap_size = backbone_feature_size(backbone, input_size, type(self).__name__)
         self.num_keypoints = num_keypoints
-        self.input_size = (w, h)
-        self.heatmap_size = (w // stride, h // stride)
+        self.input_size = tuple(input_size)
         self.fuse_stacks = fuse_stacks
         self.backbone = backbone
         self.transformer = TokenTransformer(
@@ -119,12 +113,6 @@ class TokenPose(nn.Module):
         return self.head(head_in)
 
 
-def _backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
-    """``overrides['backbone']`` if given (popped), else ``build()``."""
-    backbone = overrides.pop("backbone", None)
-    return backbone if backbone is not None else build()
-
-
 def tokenpose_s_v1(
     num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
 ) -> TokenPose:
@@ -133,7 +121,7 @@ def tokenpose_s_v1(
     Published 6.6M params / 2.2 GFLOPs (TokenPose Table 7), 72.5 AP COCO val.
     ``overrides`` go to ``TokenPose`` (e.g. ``depth=2``); ``backbone=`` replaces the StemNet.
     """
-    backbone = _backbone(overrides, stemnet)
+    backbone = pop_backbone(overrides, stemnet)
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=False)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
@@ -146,7 +134,7 @@ def tokenpose_s_v2(
 
     Published 6.2M params, 73.5 AP (TokenPose Table 6); GFLOPs 4.7 (SDPose) or 11.6 (third party).
     """
-    backbone = _backbone(overrides, stemnet)
+    backbone = pop_backbone(overrides, stemnet)
     cfg = dict(patch_size=(2, 2), dim=192, depth=12, num_heads=8, scale_with_head=False)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
@@ -157,7 +145,7 @@ def tokenpose_b(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256
 
     Published 13.5M / 5.7 GFLOPs (SDPose: 13.2M / 5.2), 74.7 AP.
     """
-    backbone = _backbone(overrides, lambda: hrnet_w32_backbone(num_stages=3))
+    backbone = pop_backbone(overrides, lambda: hrnet_w32_backbone(num_stages=3))
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=True)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
@@ -170,7 +158,7 @@ def tokenpose_l_d24(
 
     Head ``LN(576) + Linear(576, 3072)``. Published 27.5M / 11.0 GFLOPs (TokenPose), 75.8 AP.
     """
-    backbone = _backbone(overrides, lambda: hrnet_w48_backbone(num_stages=3))
+    backbone = pop_backbone(overrides, lambda: hrnet_w48_backbone(num_stages=3))
     cfg = dict(
         patch_size=(4, 3), dim=192, depth=8, num_heads=12, num_stacks=3, fuse_stacks=True,
         scale_with_head=True,
@@ -186,7 +174,7 @@ def distilpose_teacher(
 
     Published 69.4M / 17.03 GFLOPs, 75.2 AP (yshMars/DistilPose README, ``teacher_hr48_coco_256x192.py``).
     """
-    backbone = _backbone(overrides, lambda: hrnet_w48_backbone(num_stages=4))
+    backbone = pop_backbone(overrides, lambda: hrnet_w48_backbone(num_stages=4))
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=True)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)

@@ -155,11 +155,26 @@ class Evaluator:
         if self.metric == "pckh":
             metrics = self._pckh(preds)
         else:
-            metrics = evaluate_coco_keypoints(self.gt, records, sigmas=sigmas)
+            metrics = evaluate_coco_keypoints(self.gt, records, sigmas=sigmas, use_area=self._use_area())
         metrics = {k: float(v) for k, v in metrics.items()}
         metrics["num_predictions"] = float(len(preds))
         write_json_atomic(self.out_dir / f"metrics_{tag}.json", metrics, indent=2)
         return metrics
+
+    # Data sets scored with 0.53 x box area instead of segmentation areas (MMPose's use_area=False).
+    _NO_AREA_DATASETS = ("crowdpose", "aic")
+
+    def _use_area(self) -> bool:
+        """Segmentation areas for OKS unless the data set is scored without them or the gt lacks them."""
+        if getattr(self.info, "name", "") in self._NO_AREA_DATASETS:
+            return False
+        gt = self.gt
+        if isinstance(gt, (str, Path)):
+            from slimpose.utils.io import load_json
+
+            gt = self.gt = load_json(gt, "ground-truth annotation file")
+        anns = gt.get("annotations", []) if isinstance(gt, dict) else []
+        return all("area" in a for a in anns)
 
     def _pckh(self, preds: list[dict[str, Any]]) -> dict[str, float]:
         try:

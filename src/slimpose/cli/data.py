@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "synth":
-        from slimpose.data.synth import SynthConfig, generate_synthetic_dataset
+        from slimpose.data.synth import generate_synthetic_dataset, synth_preset
 
-        config = SynthConfig.easy() if args.preset == "easy" else SynthConfig()
+        config = synth_preset(args.preset)
         start = time.perf_counter()
         path = generate_synthetic_dataset(args.out, args.images, args.seed, split=args.split,
                                           image_size=(args.width, args.height), workers=args.workers,

@@ -58,6 +58,14 @@ class SynthConfig:
                    max_occluders=0, max_distractors=2, max_yaw=75.0)
 
 
+def synth_preset(name: str) -> SynthConfig:
+    """The named generator preset: ``"default"`` (the benchmark set) or ``"easy"`` (``SynthConfig.easy()``)."""
+    presets = {"default": SynthConfig, "easy": SynthConfig.easy}
+    if name not in presets:
+        raise SlimposeInputError(f"unknown synthetic preset {name!r} (choose from {', '.join(presets)})")
+    return presets[name]()
+
+
 @dataclass
 class Camera:
     fx: float

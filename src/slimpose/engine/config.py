@@ -84,6 +84,7 @@ class DataConfig:
     synthetic_val_images: int = 50
     synthetic_seed: int = 0
     synthetic_image_size: tuple[int, int] = (320, 256)  # (w, h)
+    synthetic_preset: str = "default"  # "default" (the benchmark set) or "easy" (SynthConfig.easy())
 
 
 @dataclass
@@ -149,6 +150,9 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------- validation
 
 
+SYNTHETIC_PRESETS = ("default", "easy")  # slimpose.data.synth.synth_preset names
+
+
 def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     """Raise a SlimposeInputError naming ``where`` and the field for values that cannot work."""
 
@@ -158,6 +162,9 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     if cfg.data.dataset not in DATASET_NAMES:
         raise bad("data.dataset",
                   f"unknown data set {cfg.data.dataset!r} (choose from {', '.join(DATASET_NAMES)})")
+    if cfg.data.synthetic_preset not in SYNTHETIC_PRESETS:
+        raise bad("data.synthetic_preset",
+                  f"{cfg.data.synthetic_preset!r} is not one of {', '.join(SYNTHETIC_PRESETS)}")
     if cfg.amp not in AMP_MODES:
         raise bad("amp", f"{cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
     if cfg.optim.name not in ("adam", "adamw"):

@@ -121,7 +121,7 @@ def build_task(cfg: TrainConfig, model: nn.Module) -> nn.Module:
 
 def prepare_synthetic(cfg: TrainConfig) -> None:
     """Generate the synthetic train/val sets into ``data.data_root`` if they are missing."""
-    from slimpose.data.synth import generate_synthetic_dataset
+    from slimpose.data.synth import generate_synthetic_dataset, synth_preset
 
     paths = resolve_data_paths(cfg.data)
     d = cfg.data
@@ -131,7 +131,8 @@ def prepare_synthetic(cfg: TrainConfig) -> None:
     ):
         if not ann.is_file():
             generate_synthetic_dataset(Path(d.data_root), num_images=n, seed=seed, split=split,
-                                       image_size=tuple(d.synthetic_image_size), progress=sys.stderr.isatty())
+                                       image_size=tuple(d.synthetic_image_size), progress=sys.stderr.isatty(),
+                                       config=synth_preset(d.synthetic_preset))
 
 
 def build_instances(cfg: TrainConfig, split: str) -> list[Any]:

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimpose.models.token_transformer import TokenTransformer, backbone_feature_size, pop_backbone
+from slimpose.models.token_transformer import (
+    TokenTransformer, backbone_feature_size, pop_backbone, pop_stem_backbone,
+)
 
 SCORE_SOURCES = ("confidence", "constant")
 REGRESSION_OUT_DIM = 5
@@ -169,10 +171,7 @@ def distilpose_s(
 
     ``stem_blocks`` (default 4, official) shrinks the StemNet's Bottleneck stack for CPU-sized runs.
     """
-    from slimpose.models.stemnet import StemNet
-
-    stem_blocks = int(overrides.pop("stem_blocks", 4))
-    backbone = pop_backbone(overrides, lambda: StemNet(num_blocks=stem_blocks))
+    backbone = pop_stem_backbone(overrides)
     return DistilPose(backbone, num_keypoints, input_size, **_tde_kwargs(overrides))
 
 

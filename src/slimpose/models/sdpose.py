@@ -31,7 +31,7 @@ from torch import nn
 from slimpose.models.distilpose import DistilPose, RegressionTokenHead
 from slimpose.models.hrnet import HRNet, hrnet_w32_backbone
 from slimpose.models.layers import Bottleneck, init_normal_, make_res_layer
-from slimpose.models.stemnet import StemNet
+from slimpose.models.token_transformer import pop_backbone, pop_stem_backbone
 from slimpose.models.tokenpose import TokenPose
 
 CycleOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -198,25 +198,15 @@ def sdpose_hrnet_w32_backbone(stage1_planes: int = 32) -> HRNet:
     return net
 
 
-def _backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
-    backbone = overrides.pop("backbone", None)
-    if backbone is not None:
-        return backbone
-    stem_blocks = overrides.pop("stem_blocks", None)
-    if stem_blocks is not None:
-        return StemNet(num_blocks=int(stem_blocks))
-    return build()
-
-
 def _sdpose(
     num_keypoints: int,
     input_size: tuple[int, int],
     overrides: dict,
-    build_backbone: Callable[[], nn.Module],
+    pop_backbone_fn: Callable[[dict], nn.Module],
     **defaults,
 ) -> SDPose:
     overrides = dict(overrides)
-    backbone = _backbone(overrides, build_backbone)
+    backbone = pop_backbone_fn(overrides)
     cfg = dict(dim=192, num_heads=8, mlp_ratio=3.0, pos_embedding="sine-full", scale_with_head=True)
     cfg.update(defaults)
     cfg.update(overrides)
@@ -229,23 +219,23 @@ def sdpose_t(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), 
     ``overrides`` go to ``SDPose`` (``num_cycles``, ``read_cycle``, ``depth``, ...); ``backbone=`` replaces
     the StemNet, ``stem_blocks=`` shrinks its Bottleneck stack.
     """
-    return _sdpose(num_keypoints, input_size, overrides, StemNet, patch_size=(4, 3), depth=6, num_cycles=3)
+    return _sdpose(num_keypoints, input_size, overrides, pop_stem_backbone, patch_size=(4, 3), depth=6, num_cycles=3)
 
 
 def sdpose_s_v1(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> SDPose:
     """SDPose-S-V1: StemNet, patch 4x3, 12 layers, 2 cycles. Published 6.6M / 2.4 GFLOPs / 72.3 AP."""
-    return _sdpose(num_keypoints, input_size, overrides, StemNet, patch_size=(4, 3), depth=12, num_cycles=2)
+    return _sdpose(num_keypoints, input_size, overrides, pop_stem_backbone, patch_size=(4, 3), depth=12, num_cycles=2)
 
 
 def sdpose_s_v2(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> SDPose:
     """SDPose-S-V2: StemNet, patch 2x2 (768 tokens), 12 layers, 2 cycles. Published 6.2M / 4.7 G / 73.5 AP."""
-    return _sdpose(num_keypoints, input_size, overrides, StemNet, patch_size=(2, 2), depth=12, num_cycles=2)
+    return _sdpose(num_keypoints, input_size, overrides, pop_stem_backbone, patch_size=(2, 2), depth=12, num_cycles=2)
 
 
 def sdpose_b(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> SDPose:
     """SDPose-B: HRNet-W32 stages 1-3, patch 4x3, 12 layers, 2 cycles. Published 13.2M / 5.2 G / 73.7 AP."""
     return _sdpose(
-        num_keypoints, input_size, overrides, sdpose_hrnet_w32_backbone,
+        num_keypoints, input_size, overrides, lambda o: pop_backbone(o, sdpose_hrnet_w32_backbone),
         patch_size=(4, 3), depth=12, num_cycles=2,
     )
 
@@ -254,7 +244,7 @@ def sdpose_reg(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256)
     """SDPose-Reg: StemNet + 12-layer TDE + DistilPose token-regression head (5 outputs), MCT with 2 cycles,
     RLE loss. Published 5.4M / 2.4 GFLOPs / 72.1 AP (COCO test-dev, paper Table 2)."""
     overrides = dict(overrides)
-    backbone = _backbone(overrides, StemNet)
+    backbone = pop_stem_backbone(overrides)
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, mlp_ratio=3.0, pos_embedding="sine-full",
                scale_with_head=True, num_cycles=2)
     cfg.update(overrides)

@@ -344,6 +344,15 @@ def pop_backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
     return backbone if backbone is not None else build()
 
 
+def pop_stem_backbone(overrides: dict) -> nn.Module:
+    """StemNet-based factories: ``overrides['backbone']`` if given, else a StemNet with
+    ``overrides['stem_blocks']`` Bottlenecks (default 4, the official stem; fewer for CPU-sized runs)."""
+    from slimpose.models.stemnet import StemNet
+
+    blocks = int(overrides.pop("stem_blocks", 4))
+    return pop_backbone(overrides, lambda: StemNet(num_blocks=blocks))
+
+
 def backbone_feature_size(
     backbone: nn.Module, input_size: tuple[int, int], model_name: str
 ) -> tuple[int, int]:

@@ -14,9 +14,8 @@ from torch import nn
 
 from slimpose.models.heads import TokenHeatmapHead
 from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
-from slimpose.models.stemnet import stemnet
 from slimpose.models.token_transformer import (
-    PosEmbedding, TokenTransformer, backbone_feature_size, pop_backbone,
+    PosEmbedding, TokenTransformer, backbone_feature_size, pop_backbone, pop_stem_backbone,
 )
 
 
@@ -119,9 +118,10 @@ def tokenpose_s_v1(
     """TokenPose-S-v1: StemNet, patch 4x3 (256 tokens), 12 layers, 8 heads, dim 192, scale ``dim**-0.5``.
 
     Published 6.6M params / 2.2 GFLOPs (TokenPose Table 7), 72.5 AP COCO val.
-    ``overrides`` go to ``TokenPose`` (e.g. ``depth=2``); ``backbone=`` replaces the StemNet.
+    ``overrides`` go to ``TokenPose`` (e.g. ``depth=2``); ``backbone=`` replaces the StemNet, ``stem_blocks=``
+    shrinks its Bottleneck stack.
     """
-    backbone = pop_backbone(overrides, stemnet)
+    backbone = pop_stem_backbone(overrides)
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=False)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
@@ -134,7 +134,7 @@ def tokenpose_s_v2(
 
     Published 6.2M params, 73.5 AP (TokenPose Table 6); GFLOPs 4.7 (SDPose) or 11.6 (third party).
     """
-    backbone = pop_backbone(overrides, stemnet)
+    backbone = pop_stem_backbone(overrides)
     cfg = dict(patch_size=(2, 2), dim=192, depth=12, num_heads=8, scale_with_head=False)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)

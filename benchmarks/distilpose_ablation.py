@@ -1,7 +1,7 @@
 """DistilPose Table 4 shape on the synthetic people: which distillation terms help a regression student.
 
-Trains, under one budget (same data, epochs, optimiser, augmentation), a heatmap TokenPose teacher and
-eight regression students of the same TDE shape and token grid (``distilpose_tiny_synthetic``: 64x96
+Trains a heatmap TokenPose teacher (``--epochs``) and, under one student budget (same data,
+``--student-epochs``, optimiser, augmentation), seven regression students of the same TDE shape and token grid (``distilpose_tiny_synthetic``: 64x96
 input, dim 64, 4 layers, 2x2 patches -> 96 visual tokens; StemNets with ``--teacher-stem-blocks`` /
 ``--student-stem-blocks`` Bottlenecks, 1 each by default): no distillation (L_reg only, constant keypoint
 scores), +L_CS, +L_SH,
@@ -9,7 +9,9 @@ scores), +L_CS, +L_SH,
 (flip test, no DARK for the students; the teacher both without and with DARK). Writes
 ``ablation.json`` and ``ablation.md`` (atomically) to ``--out``.
 
-    python benchmarks/distilpose_ablation.py --out work_dirs/bench_distilpose_ablation --epochs 12
+Default data: the ``easy`` synthetic preset, 3000 train / 150 val images of 160x160 (as ``slimpose demo``).
+
+    python benchmarks/distilpose_ablation.py --out work_dirs/bench_distilpose_ablation --student-epochs 10
 
 Paper Table 4 (COCO val, DistilPose-S): none 56.0, +CS 63.2, +SH 56.4, +SH+CS 64.1, +KT 67.1, +VT 61.7,
 +KT+VT(+SH+CS in the paper's last two rows) 67.5 / 71.6; teacher 72.5 (no extra post-processing).
@@ -46,22 +48,25 @@ PAPER_AP = {"no_distill": 56.0, "cs": 63.2, "sh": 56.4, "sh_cs": 64.1, "kt": 67.
             "all": 71.6, "teacher": 72.5}
 
 
-def shared_settings(cfg: TrainConfig, args: argparse.Namespace, work_dir: Path) -> TrainConfig:
-    """The common budget: data, input size, epochs, batch, optimiser, threads."""
+def shared_settings(cfg: TrainConfig, args: argparse.Namespace, work_dir: Path, epochs: int) -> TrainConfig:
+    """The common budget: data, input size, ``epochs``, batch, optimiser, threads."""
     w, h = args.input_size
-    cfg.data.data_root = str(Path(args.out) / "synthetic")
+    cfg.data.data_root = str(args.data_root or Path(args.out) / "synthetic")
     cfg.data.synthetic_train_images = args.train_images
     cfg.data.synthetic_val_images = args.val_images
+    cfg.data.synthetic_preset = args.preset
+    cfg.data.synthetic_image_size = tuple(args.image_size)
+    cfg.data.sigma = args.sigma
     cfg.data.input_size = (w, h)
     cfg.data.heatmap_size = (w // 4, h // 4)
     cfg.data.batch_size = args.batch_size
     cfg.data.workers = 0
     cfg.data.val_workers = 0
     cfg.optim.lr = args.lr
-    cfg.schedule.epochs = args.epochs
-    cfg.schedule.milestones = (max(1, int(args.epochs * 0.8)),)
+    cfg.schedule.epochs = epochs
+    cfg.schedule.milestones = (max(1, int(epochs * 0.8)),)
     cfg.schedule.warmup_iters = 20
-    cfg.eval_interval = args.eval_every or args.epochs
+    cfg.eval_interval = args.eval_every or epochs
     cfg.num_threads = args.threads
     cfg.tensorboard = False
     cfg.device = "cpu"
@@ -89,7 +94,7 @@ def build_teacher_model(args: argparse.Namespace) -> torch.nn.Module:
 def train_teacher(args: argparse.Namespace) -> dict[str, Any]:
     from slimpose.engine.trainer import Trainer, build_task
 
-    cfg = shared_settings(tokenpose_tiny_synthetic(), args, Path(args.out) / "teacher")
+    cfg = shared_settings(tokenpose_tiny_synthetic(), args, Path(args.out) / "teacher", args.epochs)
     cfg.name = "ablation_teacher"
     cfg.model.overrides = tde_overrides()
     cfg.dark = False
@@ -114,7 +119,8 @@ def train_student(args: argparse.Namespace, name: str, switches: tuple[bool, boo
     from slimpose.cli.distill import make_trainer
 
     cs, sh, kt, vt = switches
-    cfg = shared_settings(distilpose_tiny_synthetic(), args, Path(args.out) / f"student_{name}")
+    cfg = shared_settings(distilpose_tiny_synthetic(), args, Path(args.out) / f"student_{name}",
+                          args.student_epochs or args.epochs)
     cfg.name = f"ablation_{name}"
     cfg.model.overrides = {**tde_overrides(), "stem_blocks": args.student_stem_blocks}
     cfg.distill = DistillParams(
@@ -182,9 +188,15 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="work_dirs/bench_distilpose_ablation")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--train-images", type=int, default=300)
-    p.add_argument("--val-images", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=28, help="teacher epochs (and students', unless --student-epochs)")
+    p.add_argument("--student-epochs", type=int, default=0, help="epochs of every student (0: --epochs)")
+    p.add_argument("--train-images", type=int, default=3000)
+    p.add_argument("--val-images", type=int, default=150)
+    p.add_argument("--preset", choices=("default", "easy"), default="easy", help="synthetic data preset")
+    p.add_argument("--image-size", type=int, nargs=2, default=(160, 160), metavar=("W", "H"),
+                   help="synthetic image size")
+    p.add_argument("--data-root", default=None, help="synthetic data folder (default OUT/synthetic; reused)")
+    p.add_argument("--sigma", type=float, default=2.0, help="teacher heatmap sigma")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--input-size", type=int, nargs=2, default=(64, 96), metavar=("W", "H"))

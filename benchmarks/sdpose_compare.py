@@ -1,9 +1,10 @@
 """SDPose on the synthetic people: plain TokenPose vs MCT without self-distillation vs SDPose (official,
 teacher not detached) vs SDPose with a detached teacher, under one training budget.
 
-All four share the TokenPose-S-v1 shape scaled down (``sdpose_s_v1`` factory; defaults: 48x64 input,
-StemNet with 1 Bottleneck, 2x2 patches -> 48 visual tokens, dim 64, 2 layers, 4 heads, ``head_dim**-0.5``),
-the data, epochs, optimiser and augmentation (flip, scale 0.25, rotation 15, no half body):
+All four share the TokenPose-S-v1 shape scaled down (``sdpose_s_v1`` factory; defaults: 64x96 input,
+StemNet with 1 Bottleneck, 2x2 patches -> 96 visual tokens, dim 64, 4 layers, 4 heads, ``head_dim**-0.5``),
+the data (the ``easy`` synthetic preset, 3000 train / 150 val images of 160x160, as ``slimpose demo``),
+epochs, optimiser and augmentation (flip, scale 0.25, rotation 15, no half body):
 
 * ``tokenpose``: 1 cycle (identical computation and state dict to ``tokenpose_s_v1``), heatmap MSE;
 * ``mct_last``: 2 cycles, heatmap MSE summed over cycles, no token terms, inference reads the **last**
@@ -18,7 +19,7 @@ at the benchmark input size) and CPU latency (batch 1 and 32) measured in this r
 paths after training (a shared 2-core machine: compare rows, not absolute values).
 Writes ``sdpose_compare.json`` and ``sdpose_compare.md`` atomically to ``--out``.
 
-    python benchmarks/sdpose_compare.py --out work_dirs/bench_sdpose_compare --epochs 14
+    python benchmarks/sdpose_compare.py --out work_dirs/bench_sdpose_compare
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ EXTRA_READS = {
 def make_config(args: argparse.Namespace, name: str, num_cycles: int, tokens: bool, detach: bool,
                 read_cycle: int) -> SDPoseConfig:
     data = DataConfig(
-        dataset="synthetic", data_root=str(Path(args.out) / "synthetic"), input_size=tuple(INPUT_SIZE),
-        heatmap_size=(INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4), sigma=1.5, batch_size=args.batch_size,
-        val_batch_size=64, workers=0,
+        dataset="synthetic", data_root=str(args.data_root or Path(args.out) / "synthetic"),
+        input_size=tuple(INPUT_SIZE), heatmap_size=(INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4), sigma=args.sigma,
+        batch_size=args.batch_size, val_batch_size=64, workers=0,
         val_workers=0, synthetic_train_images=args.train_images, synthetic_val_images=args.val_images,
-        synthetic_seed=0,
+        synthetic_seed=0, synthetic_preset=args.preset, synthetic_image_size=tuple(args.image_size),
         aug=AugmentParams(rotation_factor=args.rotation, scale_factor=0.25, half_body_prob=0.0),
     )
     overrides = {"dim": args.dim, "depth": args.depth, "num_heads": 4, "patch_size": [2, 2],
@@ -173,14 +174,19 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="work_dirs/bench_sdpose_compare")
-    p.add_argument("--epochs", type=int, default=14)
-    p.add_argument("--train-images", type=int, default=160)
-    p.add_argument("--val-images", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--input-size", type=int, nargs=2, default=[48, 64], metavar=("W", "H"))
+    p.add_argument("--epochs", type=int, default=28)
+    p.add_argument("--train-images", type=int, default=3000)
+    p.add_argument("--val-images", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--input-size", type=int, nargs=2, default=[64, 96], metavar=("W", "H"))
+    p.add_argument("--preset", choices=("default", "easy"), default="easy", help="synthetic data preset")
+    p.add_argument("--image-size", type=int, nargs=2, default=(160, 160), metavar=("W", "H"),
+                   help="synthetic image size")
+    p.add_argument("--data-root", default=None, help="synthetic data folder (default OUT/synthetic; reused)")
+    p.add_argument("--sigma", type=float, default=2.0)
     p.add_argument("--rotation", type=float, default=15.0, help="rotation augmentation factor (degrees)")
     p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--depth", type=int, default=4)
     p.add_argument("--stem-blocks", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

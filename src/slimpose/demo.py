@@ -403,8 +403,8 @@ def render_report(result: dict[str, Any]) -> str:
                         if result["models"][key].get("distill_weights") else ""))
     lines += [
         "",
-        "The teacher uses the official StemNet (4 Bottlenecks); the students a StemNet with "
-        f"{s['student_stem_blocks']} Bottleneck(s). The student trained without distillation scores every "
+        f"StemNet Bottlenecks (official: 4): teacher {s['teacher_stem_blocks']}, students "
+        f"{s['student_stem_blocks']}. The student trained without distillation scores every "
         "keypoint 1.0 (`score_source=constant`, as the DistilPose no-distillation baseline must); the "
         "distilled student uses its confidence head, trained by L_CS.",
         "",

@@ -149,6 +149,11 @@ def reused_teacher(path: str) -> dict[str, Any]:
         return load_json(run / name, "teacher metrics") if (run / name).is_file() else {}
 
     metrics, dark = read("metrics_val.json"), read("metrics_dark.json")
+    if "AP" not in metrics:  # a checkpoint shipped without its run folder (e.g. slimpose demo's): best AP
+        import torch
+
+        best = torch.load(path, map_location="cpu", weights_only=True).get("best_ap")
+        metrics = {"AP": float(best)} if best is not None else {}
     return {"checkpoint": str(path), "AP": metrics.get("AP", float("nan")),
             "AP_dark": dark.get("AP", float("nan")),
             "minutes": float("nan"), "reused": True, "metrics": metrics}

@@ -2,7 +2,7 @@
 
 Measures ``TopDownDataset.__getitem__`` (image read + decode, augmentation, warp, normalisation,
 target encoding) in train mode (full augmentation) and val mode, on the real COCO sample images
-(``/work/shared/data/real/coco``) or on a COCO-style folder given with ``--data DIR`` (for example the
+(``../shared/data/real/coco`` beside the checkout) or on a COCO-style folder given with ``--data DIR`` (for example the
 output of the synthetic generator: ``DIR/annotations/*.json`` + ``DIR/images``). Prints a table and
 one JSON line.
 
@@ -27,7 +27,8 @@ from slimpose.data.dataset import TopDownDataset
 from slimpose.data.metainfo import COCO
 from slimpose.utils.io import SlimposeInputError
 
-DEFAULT_ANN = Path("/work/shared/data/real/coco/test_coco.json")
+# the real COCO sample of ``shared/`` beside the checkout
+DEFAULT_ANN = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "coco" / "test_coco.json"
 
 
 def find_annotation(data: Path) -> Path:

@@ -13,8 +13,9 @@ from slimpose.api import PoseModel, load
 from slimpose.engine.checkpoint import export_safetensors, save_checkpoint
 from slimpose.models import create_model
 from slimpose.utils.io import SlimposeInputError
+from _shared import SHARED_REAL
 
-REAL = Path("/work/shared/data/real/coco")
+REAL = SHARED_REAL / "coco"
 INPUT = (48, 64)
 TINY = {"depth": 1, "dim": 32, "num_heads": 2}
 

@@ -10,9 +10,10 @@ import pytest
 
 from slimpose.cli.main import main
 from slimpose.evaluation.coco import evaluate_coco_keypoints
+from _shared import SHARED_REAL
 
-COCO_GT = Path("/work/shared/data/real/coco/test_coco.json")
-CROWDPOSE_GT = Path("/work/shared/data/real/crowdpose/test_crowdpose.json")
+COCO_GT = SHARED_REAL / "coco/test_coco.json"
+CROWDPOSE_GT = SHARED_REAL / "crowdpose/test_crowdpose.json"
 pytestmark = pytest.mark.skipif(not COCO_GT.is_file(), reason="real sample data not available")
 
 

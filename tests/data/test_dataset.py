@@ -15,6 +15,7 @@ from slimpose.data.metainfo import COCO, JHMDB, MPII, POSETRACK18
 from slimpose.data.mpii import load_mpii_instances
 from slimpose.data.transforms import (AugmentConfig, compose_affine, crop_to_image, get_warp_matrix,
                                       hflip_matrix)
+from _shared import SHARED_REAL
 
 try:
     from slimpose.codecs.msra_heatmap import MSRAHeatmap
@@ -33,8 +34,8 @@ except ImportError:  # stand-in while the codec is not there
             return {"target": (g * (weights[:, None, None] > 0)).astype(np.float32),
                     "target_weight": weights.astype(np.float32)}
 
-REAL = Path("/work/shared/data/real")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="/work/shared/data/real is missing")
+REAL = SHARED_REAL
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"{SHARED_REAL} is missing")
 torch.set_num_threads(1)
 NO_JITTER = AugmentConfig(color_jitter=False, half_body_prob=0.0, rotation_prob=1.0, flip_prob=0.5)
 

@@ -11,9 +11,10 @@ from slimpose.data.coco import load_coco_instances, resolve_image_root
 from slimpose.data.dataset import read_image
 from slimpose.data.metainfo import AIC, COCO, CROWDPOSE, JHMDB, OCHUMAN, POSETRACK18
 from slimpose.data.mpii import load_mpii_instances
+from _shared import SHARED_REAL
 
-REAL = Path("/work/shared/data/real")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="/work/shared/data/real is missing")
+REAL = SHARED_REAL
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"{SHARED_REAL} is missing")
 
 # file, info, K, instances, with keypoints, labelled keypoints (README table)
 COCO_STYLE = [

@@ -9,8 +9,9 @@ import pytest
 
 from slimpose.data.metainfo import (AIC, COCO, CROWDPOSE, DATASETS, JHMDB, MPII, OCHUMAN, POSETRACK18,
                                     DatasetInfo)
+from _shared import SHARED_REAL
 
-REAL = Path("/work/shared/data/real")
+REAL = SHARED_REAL
 
 
 def test_keypoint_counts_and_registry():
@@ -57,7 +58,7 @@ def test_flip_pairs_swap_left_and_right(info: DatasetInfo):
 
 def test_coco_skeleton_matches_the_annotation_file():
     if not REAL.is_dir():
-        pytest.skip("/work/shared/data/real is missing")
+        pytest.skip(f"{SHARED_REAL} is missing")
     cat = json.loads((REAL / "coco/test_coco.json").read_text())["categories"][0]
     ours = {frozenset((a + 1, b + 1)) for a, b in COCO.skeleton}
     assert ours == {frozenset(link) for link in cat["skeleton"]}
@@ -75,7 +76,7 @@ def _normalise(name: str, info: DatasetInfo) -> str:
 ])
 def test_names_match_the_annotation_files(rel, info):
     if not REAL.is_dir():
-        pytest.skip("/work/shared/data/real is missing")
+        pytest.skip(f"{SHARED_REAL} is missing")
     names = json.loads((REAL / rel).read_text())["categories"][0]["keypoints"]
     assert [_normalise(n, info) for n in names] == list(info.keypoint_names)
 

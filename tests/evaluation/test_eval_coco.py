@@ -13,8 +13,9 @@ import pytest
 
 from slimpose.evaluation.coco import COCO_SIGMAS, COCO_STAT_NAMES, evaluate_coco_keypoints, resolve_sigmas
 from slimpose.utils.io import SlimposeInputError
+from _shared import SHARED_REAL
 
-REAL = Path("/work/shared/data/real")
+REAL = SHARED_REAL
 COCO_GT = REAL / "coco" / "test_coco.json"
 OCHUMAN_GT = REAL / "ochuman" / "test_ochuman.json"
 needs_real = pytest.mark.skipif(not COCO_GT.is_file(), reason="real sample data not available")

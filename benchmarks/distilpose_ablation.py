@@ -164,7 +164,8 @@ def render(result: dict[str, Any]) -> str:
     base = result["students"].get("no_distill", {}).get("AP")
     lines = [
         f"DistilPose Table 4 shape on synthetic people ({result['settings']['train_images']} train / "
-        f"{result['settings']['val_images']} val images, {result['settings']['epochs']} epochs each, "
+        f"{result['settings']['val_images']} val images, teacher {result['settings']['epochs']} / students "
+        f"{result['settings']['student_epochs'] or result['settings']['epochs']} epochs, "
         f"{result['settings']['threads']} CPU threads, total {result['total_minutes']:.1f} min)",
         "",
         "| model | L_CS | L_SH | L_KT | L_VT | AP | improv. vs no-distill | score source | paper AP "

@@ -30,6 +30,7 @@ import torch
 
 from slimpose.configs.distill_recipes import DistillParams, distilpose_tiny_synthetic
 from slimpose.configs.recipes import tokenpose_tiny_synthetic
+from slimpose.data.synth import SYNTH_PRESETS
 from slimpose.engine.config import TrainConfig
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student-epochs", type=int, default=0, help="epochs of every student (0: --epochs)")
     p.add_argument("--train-images", type=int, default=3000)
     p.add_argument("--val-images", type=int, default=150)
-    p.add_argument("--preset", choices=("default", "easy"), default="easy", help="synthetic data preset")
+    p.add_argument("--preset", choices=tuple(SYNTH_PRESETS), default="easy", help="synthetic data preset")
     p.add_argument("--image-size", type=int, nargs=2, default=(160, 160), metavar=("W", "H"),
                    help="synthetic image size")
     p.add_argument("--data-root", default=None, help="synthetic data folder (default OUT/synthetic; reused)")

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from slimpose.configs.sdpose_recipes import SDPoseConfig, SDPoseParams
+from slimpose.data.synth import SYNTH_PRESETS
 from slimpose.engine.config import AugmentParams, DataConfig, ModelConfig, OptimConfig, ScheduleConfig
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-images", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--input-size", type=int, nargs=2, default=[64, 96], metavar=("W", "H"))
-    p.add_argument("--preset", choices=("default", "easy"), default="easy", help="synthetic data preset")
+    p.add_argument("--preset", choices=tuple(SYNTH_PRESETS), default="easy", help="synthetic data preset")
     p.add_argument("--image-size", type=int, nargs=2, default=(160, 160), metavar=("W", "H"),
                    help="synthetic image size")
     p.add_argument("--data-root", default=None, help="synthetic data folder (default OUT/synthetic; reused)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from slimpose.data.synth import SYNTH_PRESETS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True)
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=256, help="image height in pixels (default 256)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (output does not depend on it)")
-    p.add_argument("--preset", choices=("default", "easy"), default="default",
+    p.add_argument("--preset", choices=tuple(SYNTH_PRESETS), default="default",
                    help="default: the benchmark set (1-4 people, occluders, all views); easy: one large person "
                         "mostly facing the camera (CPU-minute demos)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -58,12 +58,15 @@ class SynthConfig:
                    max_occluders=0, max_distractors=2, max_yaw=75.0)
 
 
+# The named generator presets: "default" is the benchmark set, "easy" the CPU-demo set.
+SYNTH_PRESETS = {"default": SynthConfig, "easy": SynthConfig.easy}
+
+
 def synth_preset(name: str) -> SynthConfig:
-    """The named generator preset: ``"default"`` (the benchmark set) or ``"easy"`` (``SynthConfig.easy()``)."""
-    presets = {"default": SynthConfig, "easy": SynthConfig.easy}
-    if name not in presets:
-        raise SlimposeInputError(f"unknown synthetic preset {name!r} (choose from {', '.join(presets)})")
-    return presets[name]()
+    """The ``SynthConfig`` of a preset named in ``SYNTH_PRESETS``."""
+    if name not in SYNTH_PRESETS:
+        raise SlimposeInputError(f"unknown synthetic preset {name!r} (choose from {', '.join(SYNTH_PRESETS)})")
+    return SYNTH_PRESETS[name]()
 
 
 @dataclass

@@ -150,9 +150,6 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------- validation
 
 
-SYNTHETIC_PRESETS = ("default", "easy")  # slimpose.data.synth.synth_preset names
-
-
 def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     """Raise a SlimposeInputError naming ``where`` and the field for values that cannot work."""
 
@@ -162,9 +159,11 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     if cfg.data.dataset not in DATASET_NAMES:
         raise bad("data.dataset",
                   f"unknown data set {cfg.data.dataset!r} (choose from {', '.join(DATASET_NAMES)})")
-    if cfg.data.synthetic_preset not in SYNTHETIC_PRESETS:
+    from slimpose.data.synth import SYNTH_PRESETS
+
+    if cfg.data.synthetic_preset not in SYNTH_PRESETS:
         raise bad("data.synthetic_preset",
-                  f"{cfg.data.synthetic_preset!r} is not one of {', '.join(SYNTHETIC_PRESETS)}")
+                  f"{cfg.data.synthetic_preset!r} is not one of {', '.join(SYNTH_PRESETS)}")
     if cfg.amp not in AMP_MODES:
         raise bad("amp", f"{cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
     if cfg.optim.name not in ("adam", "adamw"):

@@ -5,7 +5,7 @@ import pytest
 
 from slimpose.data.metainfo import COCO
 from slimpose.utils.io import SlimposeInputError
-from slimpose.visualization import draw_poses, plot_ap_vs_gflops, save_image
+from slimpose.visualization import draw_poses, plot_ap_vs_gflops, plot_bar_panels, save_image
 
 
 def _pose():
@@ -57,3 +57,20 @@ def test_save_image_and_plot(tmp_path):
     assert cv2.imread(str(out)).shape[0] > 100
     with pytest.raises(SlimposeInputError, match="row 0"):
         plot_ap_vs_gflops([{"name": "x"}], tmp_path / "bad.png")
+
+
+def test_plot_bar_panels_sizes_with_rows_and_panels(tmp_path):
+    import cv2
+
+    labels = ["teacher", "no distill", "all"]
+    one = plot_bar_panels(labels, {"ours": [6.8, 3.2, 5.0]}, tmp_path / "one.png")
+    two = plot_bar_panels(labels, {"ours": [6.8, 3.2, 5.0], "paper": [72.5, 56.0, None]}, tmp_path / "two.png",
+                          title="Table 4")
+    h1, w1 = cv2.imread(str(one)).shape[:2]
+    h2, w2 = cv2.imread(str(two)).shape[:2]
+    assert h1 == h2 and w2 > w1  # one panel per series, side by side
+    more = plot_bar_panels(labels * 3, {"ours": [1.0] * 9}, tmp_path / "more.png")
+    assert cv2.imread(str(more)).shape[0] > h1  # one bar row per label
+    with pytest.raises(SlimposeInputError, match="'paper' has 2 values for 3 labels"):
+        plot_bar_panels(labels, {"paper": [1.0, 2.0]}, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

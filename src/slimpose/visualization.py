@@ -3,7 +3,8 @@
 ``draw_poses`` follows the mmpose 0.x ``imshow_keypoints`` look: one line per skeleton link in the
 link's colour of the ``DatasetInfo`` (RGB there, converted to OpenCV's BGR here), a filled circle per
 keypoint in its keypoint colour; keypoints whose score is below ``kpt_thr`` are hidden, and so is every
-link touching one. ``plot_ap_vs_gflops`` draws AP against GFLOPs (matplotlib, Agg backend).
+link touching one. ``plot_ap_vs_gflops`` draws AP against GFLOPs, ``plot_bar_panels`` one bar chart per series over
+the same rows (matplotlib, Agg backend).
 """
 
 from __future__ import annotations
@@ -150,6 +151,52 @@ def plot_ap_vs_gflops(
     ax.grid(True, alpha=0.3)
     if groups:
         ax.legend(fontsize=8)
+    return _save_figure(fig, path)
+
+
+def plot_bar_panels(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path:
+    """Horizontal bars of every series over the same ``labels``, one panel per series, side by side.
+
+    For tables whose columns live on different scales (e.g. an ablation's AP here and in the paper);
+    ``None`` leaves a row of a panel empty. Written atomically like ``plot_ap_vs_gflops``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    if not series:
+        raise SlimposeInputError("plot_bar_panels: no series to draw")
+    for name, values in series.items():
+        if len(values) != len(labels):
+            raise SlimposeInputError(
+                f"plot_bar_panels: series {name!r} has {len(values)} values for {len(labels)} labels")
+    fig = Figure(figsize=(3.2 * len(series) + 1.6, 0.35 * len(labels) + 1.4), dpi=120)
+    axes = fig.subplots(1, len(series), sharey=True, squeeze=False)[0]
+    ys = list(range(len(labels)))
+    for ax, (name, values) in zip(axes, series.items()):
+        shown = [(y, float(v)) for y, v in zip(ys, values) if v is not None]
+        ax.barh([y for y, _ in shown], [v for _, v in shown], color="tab:blue", alpha=0.8)
+        for y, v in shown:
+            ax.annotate(f"{v:.1f}", (v, y), textcoords="offset points", xytext=(3, -3), fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.margins(x=0.15)  # room for the value labels
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[0].set_yticks(ys)
+    axes[0].set_yticklabels(list(labels), fontsize=8)
+    axes[0].invert_yaxis()  # first label on top, as in a table
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Lay out and write ``fig`` atomically in the format of ``path``'s extension (PNG by default)."""
     fig.tight_layout()
     path = Path(path)
     fmt = (path.suffix.lstrip(".") or "png").lower()

@@ -33,13 +33,14 @@ import copy
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from slimpose.configs.distill_recipes import DistillParams, distilpose_tiny_synthetic
 from slimpose.configs.recipes import tokenpose_tiny_synthetic
 from slimpose.data.synth import SYNTH_PRESETS
+from slimpose.demo import DemoSizes
 from slimpose.engine.config import TrainConfig, apply_override
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
@@ -170,8 +171,6 @@ def reused_teacher(path: str) -> dict[str, Any]:
 
     metrics, dark = read("metrics_val.json"), read("metrics_dark.json")
     if "AP" not in metrics:  # a checkpoint shipped without its run folder (e.g. slimpose demo's): best AP
-        import torch
-
         best = torch.load(path, map_location="cpu", weights_only=True).get("best_ap")
         metrics = {"AP": float(best)} if best is not None else {}
     return {"checkpoint": str(path), "AP": metrics.get("AP", float("nan")),
@@ -184,24 +183,46 @@ def _pct(metrics: dict[str, Any] | None, key: str) -> str:
     return "" if value is None or value != value else f"{100 * value:.1f}"
 
 
+class TableRow(NamedTuple):
+    """One model of the table and the plot: its metrics on the run's val split and on ``--eval-val``'s."""
+
+    label: str  # in the table
+    short: str  # in the plot
+    switches: dict[str, bool] | None  # None: the teacher
+    metrics: dict[str, Any]
+    metrics_eval: dict[str, Any] | None
+    score_source: str
+    paper_ap: float | None
+    minutes: float | None
+    is_baseline: bool = False
+
+
+def table_rows(result: dict[str, Any]) -> list[TableRow]:
+    """Teacher (without and with DARK), then the students in the order of ``ROWS``."""
+    t = result["teacher"]
+    rows = [TableRow("teacher (heatmap TokenPose, no DARK)", "teacher", None, t.get("metrics") or {"AP": t["AP"]},
+                     t.get("metrics_eval"), "heatmap max", PAPER_AP["teacher"], t["minutes"]),
+            TableRow("teacher with DARK", "teacher + DARK", None, t.get("metrics_dark") or {"AP": t["AP_dark"]},
+                     t.get("metrics_eval_dark"), "heatmap max", 75.2, None)]
+    for name, _ in ROWS:
+        r = result["students"].get(name)
+        if r is not None:
+            rows.append(TableRow(f"student {name}", f"student {name}", r["switches"], r.get("metrics") or {"AP": r["AP"]},
+                                 r.get("metrics_eval"), r["score_source"], PAPER_AP.get(name), r["minutes"],
+                                 is_baseline=name == "no_distill"))
+    return rows
+
+
 def render(result: dict[str, Any]) -> str:
     """The Markdown table: AP and AR (x100) on the run's val split and, after ``--eval-val``, on that split.
 
     AR does not depend on the instance scores (one prediction per ground-truth box), so it isolates the
     localisation; AP also ranks the instances by score (the effect of a learned confidence, L_CS).
     """
-    t, st = result["teacher"], result["settings"]
+    st = result["settings"]
     extra = "eval_split" in result
-    rows = [("teacher (heatmap TokenPose, no DARK)", None, t.get("metrics") or {"AP": t["AP"]},
-             t.get("metrics_eval"), "heatmap max", PAPER_AP["teacher"], t["minutes"]),
-            ("teacher with DARK", None, t.get("metrics_dark") or {"AP": t["AP_dark"]}, t.get("metrics_eval_dark"), "heatmap max", 75.2,
-             None)]
-    for name, _ in ROWS:
-        r = result["students"].get(name)
-        if r is not None:
-            rows.append((f"student {name}", r["switches"], r.get("metrics") or {"AP": r["AP"]},
-                         r.get("metrics_eval"), r["score_source"], PAPER_AP.get(name), r["minutes"]))
-    base = result["students"].get("no_distill")
+    rows = table_rows(result)
+    base = next((r for r in rows if r.is_baseline), None)
     header = "| model | L_CS | L_SH | L_KT | L_VT | AP | AR | AP vs no-distill |"
     if extra:
         n = result["eval_split"].get("people", "")
@@ -216,22 +237,21 @@ def render(result: dict[str, Any]) -> str:
         header,
         "|" + "---|" * (header.count("|") - 1),
     ]
-    mark = lambda on: "x" if on else "-"  # noqa: E731
 
-    def gain(metrics: dict[str, Any] | None, base_metrics: dict[str, Any] | None, student: bool) -> str:
-        if not student or metrics is None or base_metrics is None or metrics is base_metrics:
+    def gain(row: TableRow, metrics: dict[str, Any] | None, base_metrics: dict[str, Any] | None) -> str:
+        if row.switches is None or row.is_baseline or metrics is None or base_metrics is None:
             return ""
         return f"{100 * (metrics['AP'] - base_metrics['AP']):+.1f}"
 
-    for label, sw, metrics, metrics_eval, source, paper, minutes in rows:
-        flags = " | ".join(mark(sw[k]) if sw else "" for k in ("cs", "sh", "kt", "vt"))
-        student = sw is not None
-        line = (f"| {label} | {flags} | {_pct(metrics, 'AP')} | {_pct(metrics, 'AR')} | "
-                f"{gain(metrics, base and (base.get('metrics') or {'AP': base['AP']}), student)} |")
+    for r in rows:
+        flags = " | ".join(("x" if r.switches[k] else "-") if r.switches else "" for k in ("cs", "sh", "kt", "vt"))
+        line = (f"| {r.label} | {flags} | {_pct(r.metrics, 'AP')} | {_pct(r.metrics, 'AR')} | "
+                f"{gain(r, r.metrics, base and base.metrics)} |")
         if extra:
-            line += (f" {_pct(metrics_eval, 'AP')} | {_pct(metrics_eval, 'AR')} | "
-                     f"{gain(metrics_eval, base and base.get('metrics_eval'), student)} |")
-        line += f" {source} | {'' if paper is None else paper} | {'' if minutes is None else f'{minutes:.1f}'} |"
+            line += (f" {_pct(r.metrics_eval, 'AP')} | {_pct(r.metrics_eval, 'AR')} | "
+                     f"{gain(r, r.metrics_eval, base and base.metrics_eval)} |")
+        line += (f" {r.score_source} | {'' if r.paper_ap is None else r.paper_ap} | "
+                 f"{'' if r.minutes is None else f'{r.minutes:.1f}'} |")
         lines.append(line)
     return "\n".join(lines)
 
@@ -240,25 +260,18 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     """``ablation.png``: AP of every row (x100) on the val split(s) of this run beside the paper's Table 4 AP."""
     from slimpose.visualization import plot_bar_panels
 
-    t = result["teacher"]
-    rows = [("teacher", t.get("metrics") or {"AP": t["AP"]}, t.get("metrics_eval"), PAPER_AP["teacher"]),
-            ("teacher + DARK", t.get("metrics_dark") or {"AP": t["AP_dark"]}, t.get("metrics_eval_dark"), 75.2)]
-    for name, _ in ROWS:
-        r = result["students"].get(name)
-        if r is not None:
-            rows.append((f"student {name}", r.get("metrics") or {"AP": r["AP"]}, r.get("metrics_eval"),
-                         PAPER_AP.get(name)))
+    rows = table_rows(result)
 
     def ap(metrics: dict[str, Any] | None) -> float | None:
         value = (metrics or {}).get("AP")
         return None if value is None or value != value else 100 * value  # NaN: no bar
 
-    panels = {f"AP x100, synthetic val ({result['settings']['val_images']} images)": [ap(m) for _, m, _, _ in rows]}
+    panels = {f"AP x100, synthetic val ({result['settings']['val_images']} images)": [ap(r.metrics) for r in rows]}
     if "eval_split" in result:
         panels[f"AP x100, second split ({result['eval_split'].get('people', '?')} people)"] = \
-            [ap(m) for _, _, m, _ in rows]
-    panels["AP, COCO val (paper Table 4)"] = [p for _, _, _, p in rows]
-    return plot_bar_panels([label for label, _, _, _ in rows], panels, path, title="DistilPose Table 4 shape")
+            [ap(r.metrics_eval) for r in rows]
+    panels["AP, COCO val (paper Table 4)"] = [r.paper_ap for r in rows]
+    return plot_bar_panels([r.short for r in rows], panels, path, title="DistilPose Table 4 shape")
 
 
 def reevaluate(result: dict[str, Any], ann: str, images: str) -> None:
@@ -291,9 +304,9 @@ def reevaluate(result: dict[str, Any], ann: str, images: str) -> None:
     for name, row in result["students"].items():
         row["metrics_eval"] = run(Path(row["run_dir"]))
         print(f"[ablation] {name} on {ann}: AP {row['metrics_eval']['AP']:.4f}", file=sys.stderr)
-    result["eval_split"] = {"ann": ann, "images": images,
-                            "people": int(next(iter(result["students"].values()))["metrics_eval"]
-                                          .get("num_predictions", 0)) if result["students"] else 0}
+    evaluated = [row["metrics_eval"] for row in result["students"].values()] + [result["teacher"].get("metrics_eval")]
+    people = max(int((m or {}).get("num_predictions", 0)) for m in evaluated)  # GT boxes: one per person
+    result["eval_split"] = {"ann": ann, "images": images, "people": people}
 
 
 def merge(parts: list[str]) -> dict[str, Any]:
@@ -325,26 +338,30 @@ def merge(parts: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    demo = DemoSizes()  # data and training setting default to the demo's (one place for both)
     p.add_argument("--out", default="work_dirs/bench_distilpose_ablation")
-    p.add_argument("--epochs", type=int, default=40, help="teacher epochs (and students', unless --student-epochs)")
+    p.add_argument("--epochs", type=int, default=demo.teacher_epochs,
+                   help="teacher epochs (and students', unless --student-epochs)")
     p.add_argument("--student-epochs", type=int, default=0, help="epochs of every student (0: --epochs)")
-    p.add_argument("--train-images", type=int, default=3000)
-    p.add_argument("--val-images", type=int, default=150)
-    p.add_argument("--preset", choices=tuple(SYNTH_PRESETS), default="easy", help="synthetic data preset")
-    p.add_argument("--image-size", type=int, nargs=2, default=(160, 160), metavar=("W", "H"),
+    p.add_argument("--train-images", type=int, default=demo.train_images)
+    p.add_argument("--val-images", type=int, default=demo.val_images)
+    p.add_argument("--preset", choices=tuple(SYNTH_PRESETS), default=demo.preset, help="synthetic data preset")
+    p.add_argument("--image-size", type=int, nargs=2, default=demo.image_size, metavar=("W", "H"),
                    help="synthetic image size")
     p.add_argument("--data-root", default=None, help="synthetic data folder (default OUT/synthetic; reused)")
-    p.add_argument("--sigma", type=float, default=2.0, help="teacher heatmap sigma")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sigma", type=float, default=demo.sigma, help="teacher heatmap sigma")
+    p.add_argument("--batch-size", type=int, default=demo.batch_size)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--input-size", type=int, nargs=2, default=(64, 96), metavar=("W", "H"))
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam lr (1e-3 kept the teacher on the mean-pose plateau)")
-    p.add_argument("--rotation", type=float, default=20.0, help="rotation augmentation (deg; COCO recipes: 45)")
-    p.add_argument("--scale-factor", type=float, default=0.2, help="scale augmentation (COCO recipes: 0.35)")
-    p.add_argument("--half-body-prob", type=float, default=0.0, help="half-body augmentation (COCO recipes: 0.3)")
+    p.add_argument("--input-size", type=int, nargs=2, default=demo.input_size, metavar=("W", "H"))
+    p.add_argument("--lr", type=float, default=demo.lr, help="Adam lr (1e-3 kept the teacher on the mean-pose plateau)")
+    p.add_argument("--rotation", type=float, default=demo.rotation, help="rotation augmentation (deg; COCO recipes: 45)")
+    p.add_argument("--scale-factor", type=float, default=demo.scale_factor,
+                   help="scale augmentation (COCO recipes: 0.35)")
+    p.add_argument("--half-body-prob", type=float, default=demo.half_body_prob,
+                   help="half-body augmentation (COCO recipes: 0.3)")
     p.add_argument("--eval-every", type=int, default=0, help="epochs between evaluations (0: at the end)")
-    p.add_argument("--teacher-stem-blocks", type=int, default=1)
-    p.add_argument("--student-stem-blocks", type=int, default=1)
+    p.add_argument("--teacher-stem-blocks", type=int, default=demo.teacher_stem_blocks)
+    p.add_argument("--student-stem-blocks", type=int, default=demo.student_stem_blocks)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", default=",".join(n for n, _ in ROWS), help="comma-separated subset of the rows")
     p.add_argument("--teacher-checkpoint", default=None, help="reuse a teacher trained by an earlier run")

@@ -1,0 +1,100 @@
+"""Every factory computes what it computed before the issue-10 refactor (``tests/golden/generate.py``).
+
+Same initialisation (state-dict hash under ``torch.manual_seed(0)``), same state-dict keys and shapes,
+the same forward output (within 1e-6), the same decoded keypoints with and without flip test, the same
+tokens and SDPose cycles, and the same training losses of the tiny tasks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN = np.load(GOLDEN_DIR / "factory_outputs.npz")
+NAMES = [str(n) for n in GOLDEN["names"]]
+X = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(1))
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("golden_generate", GOLDEN_DIR / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _check_summary(prefix: str, t: torch.Tensor) -> None:
+    a = t.detach().double().cpu().numpy()
+    assert tuple(a.shape) == tuple(GOLDEN[f"{prefix}_shape"]), prefix
+    flat = a.reshape(-1)
+    np.testing.assert_allclose(flat[GOLDEN[f"{prefix}_idx"]], GOLDEN[f"{prefix}_val"], rtol=0, atol=1e-6,
+                               err_msg=prefix)
+    np.testing.assert_allclose(flat.sum(), GOLDEN[f"{prefix}_sum"], rtol=1e-6, atol=1e-5, err_msg=prefix)
+    np.testing.assert_allclose((flat * flat).sum(), GOLDEN[f"{prefix}_sumsq"], rtol=1e-6, err_msg=prefix)
+
+
+def _predict(model, x, flip: bool):
+    """Decoded crop-pixel keypoints and scores through the model's head (the refactored path)."""
+    from slimpose.data.metainfo import COCO
+    from slimpose.engine.tasks import HeatmapTask
+    from slimpose.models.distilpose import predict_regression
+
+    pairs = [tuple(p) for p in COCO.flip_pairs] if flip else None
+    if getattr(model, "output_kind", "heatmap") == "regression":
+        kp, sc = predict_regression(model, x, pairs, flip_test=flip)
+        return kp.numpy(), sc.numpy()
+    from slimpose.codecs.msra_heatmap import MSRAHeatmap
+
+    codec = MSRAHeatmap((192, 256), tuple(model.heatmap_size), sigma=2.0, unbiased=True)
+    return HeatmapTask(model, codec, torch.nn.Identity(), shift_heatmap=True).predict(x, pairs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_factory_output_unchanged(name):
+    from slimpose import models
+
+    gen = _generator()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = models.create_model(name).eval()
+    sd = model.state_dict()
+    assert [f"{k}:{tuple(v.shape)}" for k, v in sd.items()] == [str(s) for s in GOLDEN[f"{name}/sd_keys"]]
+    assert gen.sd_hash(model) == str(GOLDEN[f"{name}/sd_sha256"]), "initialisation changed"
+    with torch.no_grad():
+        out = model(X)
+        if f"{name}/out_full" in GOLDEN:
+            np.testing.assert_allclose(out.double().numpy(), GOLDEN[f"{name}/out_full"], rtol=0, atol=1e-6)
+        else:
+            _check_summary(f"{name}/out", out)
+        for flip, suffix in ((False, ""), (True, "_flip")):
+            kp, sc = _predict(model, X, flip)
+            np.testing.assert_allclose(np.asarray(kp, np.float64), GOLDEN[f"{name}/kp{suffix}"], rtol=0,
+                                       atol=1e-4, err_msg=f"keypoints{suffix}")
+            np.testing.assert_allclose(np.asarray(sc, np.float64), GOLDEN[f"{name}/sc{suffix}"], rtol=0,
+                                       atol=1e-6, err_msg=f"scores{suffix}")
+        if f"{name}/kpt_val" in GOLDEN:
+            _, kpt, vis = model.forward_with_tokens(X)
+            _check_summary(f"{name}/kpt", kpt)
+            _check_summary(f"{name}/vis", vis)
+        cycles = sorted(k for k in GOLDEN.files if k.startswith(f"{name}/cycle") and k.endswith("_val"))
+        if cycles:
+            outs = model.forward_cycles(X)
+            assert len(outs) == len(cycles)
+            for i, (o, _, _) in enumerate(outs):
+                _check_summary(f"{name}/cycle{i}", o)
+
+
+def test_task_losses_unchanged():
+    gen = _generator()
+    store: dict = {}
+    gen.task_losses(store)
+    expected = {k: float(GOLDEN[k]) for k in GOLDEN.files if k.startswith("task/") and not k.endswith("sha256")}
+    got = {k: float(v) for k, v in store.items() if not k.endswith("sha256")}
+    assert sorted(got) == sorted(expected)
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+    assert str(store["task/rle_flow_sha256"]) == str(GOLDEN["task/rle_flow_sha256"])

@@ -37,11 +37,11 @@ from typing import Any, NamedTuple
 
 import torch
 
-from slimpose.configs.distill_recipes import DistillParams, distilpose_tiny_synthetic
-from slimpose.configs.recipes import tokenpose_tiny_synthetic
+from slimpose.config import DistilPoseConfig, TrainConfig, apply_override
+from slimpose.config.recipes.distilpose import distilpose_tiny_synthetic
+from slimpose.config.recipes.topdown import tokenpose_tiny_synthetic
 from slimpose.data.synth import SYNTH_PRESETS
 from slimpose.demo import DemoSizes
-from slimpose.engine.config import TrainConfig, apply_override
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
 # name, (cs, sh, kt, vt) switches
@@ -112,21 +112,22 @@ def build_teacher_model(args: argparse.Namespace) -> torch.nn.Module:
 
 
 def train_teacher(args: argparse.Namespace) -> dict[str, Any]:
-    from slimpose.engine.trainer import Trainer, build_task
+    from slimpose.engine.builders import build_topdown_task
+    from slimpose.engine.hooks import EvalHook
+    from slimpose.training import make_trainer
 
     cfg = shared_settings(tokenpose_tiny_synthetic(), args, Path(args.out) / "teacher", args.epochs)
     cfg.name = "ablation_teacher"
     cfg.model.overrides = teacher_overrides(args)  # config.json must rebuild this exact model
     cfg.dark = False
     t0 = time.perf_counter()
-    torch.manual_seed(args.seed)
-    trainer = Trainer(cfg, task=build_task(cfg, build_teacher_model(args)))
+    trainer = make_trainer(cfg)
     try:
         summary = trainer.fit()
         minutes = (time.perf_counter() - t0) / 60
         dark_cfg = copy.deepcopy(cfg)
         dark_cfg.dark = True
-        dark = trainer.evaluator.run(build_task(dark_cfg, trainer.task.model), tag="dark")
+        dark = trainer.hook(EvalHook).evaluator.run(build_topdown_task(dark_cfg, trainer.task.model), tag="dark")
     finally:
         trainer.close()
     return {"checkpoint": str(Path(cfg.work_dir) / "last.pth"), "AP": summary.get("val_AP"),
@@ -136,14 +137,14 @@ def train_teacher(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_student(args: argparse.Namespace, name: str, switches: tuple[bool, bool, bool, bool],
                   teacher_ckpt: str) -> dict[str, Any]:
-    from slimpose.cli.distill import make_trainer
+    from slimpose.training import make_trainer
 
     cs, sh, kt, vt = switches
     cfg = shared_settings(distilpose_tiny_synthetic(), args, Path(args.out) / f"student_{name}",
                           args.student_epochs or args.epochs)
     cfg.name = f"ablation_{name}"
     cfg.model.overrides = {**tde_overrides(), "stem_blocks": args.student_stem_blocks}
-    cfg.distill = DistillParams(
+    cfg.distill = DistilPoseConfig(
         teacher_model="tokenpose_s_v1", teacher_checkpoint=teacher_ckpt,
         kt=args.w_kt if kt else 0.0, vt=args.w_vt if vt else 0.0, sh=args.w_sh if sh else 0.0,
         cs=args.w_cs if cs else 0.0,
@@ -156,7 +157,7 @@ def train_student(args: argparse.Namespace, name: str, switches: tuple[bool, boo
         trainer.close()
     return {"switches": {"cs": cs, "sh": sh, "kt": kt, "vt": vt}, "AP": summary.get("val_AP"),
             "run_dir": cfg.work_dir,
-            "score_source": trainer.task.score_source, "minutes": (time.perf_counter() - t0) / 60,
+            "score_source": trainer.task.head.score_source, "minutes": (time.perf_counter() - t0) / 60,
             "train_loss": summary.get("train_loss"), "history": trainer.history,
             "metrics": {k[4:]: v for k, v in summary.items() if k.startswith("val_")}}
 
@@ -171,7 +172,8 @@ def reused_teacher(path: str) -> dict[str, Any]:
 
     metrics, dark = read("metrics_val.json"), read("metrics_dark.json")
     if "AP" not in metrics:  # a checkpoint shipped without its run folder (e.g. slimpose demo's): best AP
-        best = torch.load(path, map_location="cpu", weights_only=True).get("best_ap")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        best = (ckpt.get("best") or {}).get("value", ckpt.get("best_ap"))  # ``best_ap``: older checkpoints
         metrics = {"AP": float(best)} if best is not None else {}
     return {"checkpoint": str(path), "AP": metrics.get("AP", float("nan")),
             "AP_dark": dark.get("AP", float("nan")), "metrics_dark": dark,
@@ -283,7 +285,7 @@ def reevaluate(result: dict[str, Any], ann: str, images: str) -> None:
     """
     import tempfile
 
-    from slimpose.configs import get_config
+    from slimpose.config import get_config
     from slimpose.engine.trainer import evaluate_checkpoint
 
     def run(run_dir: Path, dark: bool | None = None) -> dict[str, float]:

@@ -32,9 +32,16 @@ from typing import Any
 
 import torch
 
-from slimpose.configs.sdpose_recipes import SDPoseConfig, SDPoseParams
+from slimpose.config import (
+    AugmentParams,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+    SDPoseConfig,
+    TrainConfig,
+)
 from slimpose.data.synth import SYNTH_PRESETS
-from slimpose.engine.config import AugmentParams, DataConfig, ModelConfig, OptimConfig, ScheduleConfig
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
 INPUT_SIZE = [48, 64]  # (w, h); set from --input-size in main
@@ -54,7 +61,7 @@ EXTRA_READS = {
 
 
 def make_config(args: argparse.Namespace, name: str, num_cycles: int, tokens: bool, detach: bool,
-                read_cycle: int) -> SDPoseConfig:
+                read_cycle: int) -> TrainConfig:
     data = DataConfig(
         dataset="synthetic", data_root=str(args.data_root or Path(args.out) / "synthetic"),
         input_size=tuple(INPUT_SIZE), heatmap_size=(INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4), sigma=args.sigma,
@@ -65,14 +72,14 @@ def make_config(args: argparse.Namespace, name: str, num_cycles: int, tokens: bo
     )
     overrides = {"dim": args.dim, "depth": args.depth, "num_heads": 4, "patch_size": [2, 2],
                  "stem_blocks": args.stem_blocks, "num_cycles": num_cycles, "read_cycle": read_cycle}
-    return SDPoseConfig(
+    return TrainConfig(
         name=f"sdpose_compare_{name}", work_dir=str(Path(args.out) / name), data=data,
         model=ModelConfig(name="sdpose_s_v1", overrides=overrides), optim=OptimConfig(lr=1e-3),
         schedule=ScheduleConfig(epochs=args.epochs, warmup_iters=10,
                                 milestones=(max(1, int(args.epochs * 0.8)),)),
         eval_interval=args.epochs, log_interval=1000, tensorboard=False, device="cpu", seed=args.seed,
         num_threads=args.threads, flip_test=True, dark=True,
-        sdpose=SDPoseParams(kt=args.w_kt if tokens else 0.0, vt=args.w_vt if tokens else 0.0,
+        sdpose=SDPoseConfig(kt=args.w_kt if tokens else 0.0, vt=args.w_vt if tokens else 0.0,
                             detach_teacher=detach),
     )
 
@@ -108,12 +115,13 @@ def train_and_measure(
     """Train one run, evaluate its read cycle (and the extra reads); ``paths`` gets each inference path."""
     import copy
 
-    from slimpose.distillation.sdpose import sdpose_trainer
+    from slimpose.engine.hooks import EvalHook
+    from slimpose.training import make_trainer
 
     name, num_cycles, tokens, detach, read_cycle = spec
     cfg = make_config(args, name, num_cycles, tokens, detach, read_cycle)
     t0 = time.perf_counter()
-    trainer = sdpose_trainer(cfg)
+    trainer = make_trainer(cfg)
     rows: dict[str, dict[str, Any]] = {}
     try:
         summary = trainer.fit()
@@ -122,16 +130,17 @@ def train_and_measure(
         rows[name] = {"AP": summary.get("val_AP"), "num_cycles": num_cycles, "read_cycle": read_cycle,
                       "token_terms": tokens, "detach_teacher": detach, "train_minutes": minutes,
                       "train_loss": summary.get("train_loss"),
-                      "train_loss_task": summary.get("train_loss_task"),
-                      "train_loss_kt": summary.get("train_loss_kt"),
-                      "train_loss_vt": summary.get("train_loss_vt"),
+                      # the task loss summed over all cycles, and the unweighted cycle token terms
+                      "train_loss_task": summary.get("train_loss_heatmap", 0.0) + summary.get("train_loss_cycles", 0.0),
+                      "train_loss_kt": summary.get("train_loss_kt", 0.0) / args.w_kt if tokens else 0.0,
+                      "train_loss_vt": summary.get("train_loss_vt", 0.0) / args.w_vt if tokens else 0.0,
                       **inference_flops(model)}
         paths[name] = copy.deepcopy(model).eval()
         for extra, (source, cycle) in EXTRA_READS.items():
             if source != name:
                 continue
             model.read_cycle = cycle
-            metrics = trainer.evaluate(tag=extra)
+            metrics = trainer.hook(EvalHook).evaluator.run(trainer.task, tag=extra)
             rows[extra] = {"AP": metrics.get("AP"), "num_cycles": num_cycles, "read_cycle": cycle,
                            "token_terms": tokens, "detach_teacher": detach, "trained_as": name,
                            **inference_flops(model)}

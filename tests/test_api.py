@@ -10,8 +10,11 @@ from torch import nn
 
 import slimpose
 from slimpose.api import PoseModel, load
+from slimpose.codecs.msra_heatmap import MSRAHeatmap
 from slimpose.engine.checkpoint import export_safetensors, save_checkpoint
+from slimpose.heads import HeatmapHead, RegressionHead
 from slimpose.models import create_model
+from slimpose.models.base import PoseNet
 from slimpose.utils.io import SlimposeInputError
 from _shared import SHARED_REAL
 
@@ -51,7 +54,7 @@ def ckpts(tmp_path_factory):
 
 def test_load_pth_and_safetensors_agree(ckpts):
     a, b = load(ckpts / "tp.pth"), slimpose.load(ckpts / "tp.safetensors")
-    assert a.output_kind == "heatmap" and a.heatmap_size == (12, 16) and a.input_size == INPUT
+    assert isinstance(a.head, HeatmapHead) and a.head.heatmap_size == (12, 16) and a.input_size == INPUT
     img = REAL / "images" / "000000000785.jpg"
     ra, rb = a.predict(img), b.predict(img)
     np.testing.assert_array_equal(ra.keypoints, rb.keypoints)
@@ -79,20 +82,21 @@ def test_real_photos_with_gt_boxes(ckpts, name):
             cx, cy = x + w / 2, y + h / 2
             assert np.all(np.abs(kp[:, 0] - cx) <= side_w / 2 + 1e-3)
             assert np.all(np.abs(kp[:, 1] - cy) <= side_h / 2 + 1e-3)
+        # every head: box score x mean of the keypoint scores above score_thr (0.2 by default)
         ks = res.keypoint_scores.astype(np.float64)
-        if model.output_kind == "heatmap":
-            valid = ks > 0.2
-            mean = np.where(valid.sum(1) > 0, (ks * valid).sum(1) / np.maximum(valid.sum(1), 1), 0)
-            np.testing.assert_allclose(res.scores, 0.8 * mean, rtol=1e-5, atol=1e-7)
-        else:  # DistilPose Eq. 3
-            np.testing.assert_allclose(res.scores, 0.8 * ks.mean(1), rtol=1e-5, atol=1e-7)
+        assert model.score_thr == 0.2
+        valid = ks > 0.2
+        mean = np.where(valid.sum(1) > 0, (ks * valid).sum(1) / np.maximum(valid.sum(1), 1), 0)
+        np.testing.assert_allclose(res.scores, 0.8 * mean, rtol=1e-5, atol=1e-7)
     # one image at a time gives the same as the batch; path input == BGR array input
     single = model.predict(REAL / "images" / files[0], boxes[files[0]])
     np.testing.assert_allclose(single.keypoints, results[0].keypoints, atol=1e-4)
 
 
-class _PeakModel(nn.Module):
+class _PeakModel(PoseNet):
     """Heatmaps (B,K,16,12) with one peak at heatmap pixel (x=3, y=8) for every keypoint."""
+
+    input_size, num_keypoints = INPUT, 17
 
     def forward(self, x):
         hm = torch.zeros(x.shape[0], 17, 16, 12)
@@ -101,7 +105,9 @@ class _PeakModel(nn.Module):
         return hm + 0 * x.mean()
 
 
-class _CenterRegression(nn.Module):
+class _CenterRegression(PoseNet):
+    input_size, num_keypoints = INPUT, 17
+
     def forward(self, x):
         out = torch.zeros(x.shape[0], 17, 5)
         out[..., :2] = 0.5
@@ -110,7 +116,7 @@ class _CenterRegression(nn.Module):
 
 
 def test_crop_to_image_mapping():
-    m = PoseModel(_PeakModel(), INPUT, dark=False, flip_test=False)
+    m = PoseModel(_PeakModel(), HeatmapHead(MSRAHeatmap(INPUT, (12, 16), dark=False)), flip_test=False)
     img = np.zeros((300, 400, 3), np.uint8)
     box = [100.0, 50.0, 90.0, 120.0]  # 3:4 already: scale = 1.25 * (90, 120)
     res = m.predict(img, [box])
@@ -118,8 +124,7 @@ def test_crop_to_image_mapping():
     k = 1.25 * 90 / 48  # crop pixel -> image pixel
     exp = [145 + (crop_x - 24) * k, 110 + (crop_y - 32) * k]
     np.testing.assert_allclose(res.keypoints[0, 0], exp, atol=1e-3)
-    r = PoseModel(_CenterRegression(), INPUT, flip_test=False, score_source="confidence")
-    assert r.output_kind == "regression"
+    r = PoseModel(_CenterRegression(), RegressionHead(INPUT, "confidence"), flip_test=False)
     out = r.predict(img, np.array([box + [0.5]]))
     np.testing.assert_allclose(out.keypoints[0], np.tile([145.0, 110.0], (17, 1)), atol=1e-3)
     np.testing.assert_allclose(out.scores, [0.5 * 0.7], atol=1e-6)
@@ -144,17 +149,16 @@ def test_bad_inputs(ckpts, tmp_path):
 
 @pytest.mark.parametrize("recipe", ["tokenpose_tiny_synthetic", "distilpose_tiny_synthetic"])
 def test_engine_recipe_checkpoints(tmp_path, recipe):
-    """Checkpoints shaped like the Trainer's (full config dict, model_name, distill score_source) load."""
-    from slimpose.configs.distill_recipes import RECIPES as DISTILL
-    from slimpose.configs.recipes import RECIPES
-    from slimpose.engine.config import config_to_dict
-    from slimpose.engine.trainer import build_model
+    """Checkpoints shaped like the trainer's (full config dict, model_name) load; an older student
+    checkpoint's top-level ``score_source`` still decides its keypoint scores."""
+    from slimpose.config import RECIPES, config_to_dict
+    from slimpose.engine.builders import build_model
 
-    cfg = RECIPES[recipe]() if recipe in RECIPES else DISTILL[recipe]()
+    cfg = RECIPES[recipe]()
     torch.manual_seed(0)
-    model = build_model(cfg, 17)
+    model = build_model(cfg)
     state = {"model": model.state_dict(), "config": config_to_dict(cfg), "model_name": cfg.model.name,
-             "epoch": 1, "best_ap": 0.1}
+             "epoch": 1, "best": {"metric": "AP", "mode": "max", "value": 0.1}}
     if recipe.startswith("distil"):
         state["score_source"] = "constant"
     save_checkpoint(state, tmp_path / "last.pth")
@@ -163,8 +167,8 @@ def test_engine_recipe_checkpoints(tmp_path, recipe):
     res = pm.predict(np.full((100, 80, 3), 128, np.uint8), [[10, 10, 50, 80, 0.9]])
     assert res.keypoints.shape == (1, 17, 2)
     if recipe.startswith("distil"):
-        assert pm.output_kind == "regression" and pm.task.score_source == "constant"
+        assert isinstance(pm.head, RegressionHead) and pm.head.score_source == "constant"
         # constant keypoint scores: Eq. 3 gives the box score
         np.testing.assert_allclose(res.scores, [0.9], atol=1e-6)
     else:
-        assert pm.output_kind == "heatmap" and pm.heatmap_size == (16, 24)
+        assert isinstance(pm.head, HeatmapHead) and pm.head.heatmap_size == (16, 24)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from slimpose.api import load
 from slimpose.cli.main import main
 from slimpose.convert import convert_checkpoint, convert_state_dict, read_official_state_dict
+from slimpose.heads import RegressionHead
 from slimpose.models import create_model
 from slimpose.models.stemnet import StemNet
 from slimpose.utils.io import SlimposeInputError
@@ -138,7 +139,8 @@ def test_distilpose_student_mmcv_checkpoint_cli(tmp_path, capsys):
     assert rc == 0
     assert json.loads(capsys.readouterr().out)["ok"]
     pm = load(tmp_path / "s.safetensors")
-    assert pm.output_kind == "regression" and pm.task.score_source == "confidence"
+    assert isinstance(pm.head, RegressionHead) and pm.head.score_source == "confidence"
+    assert pm.config.data.dataset == "coco" and pm.score_thr == 0.2 and pm.flip_test
     x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         p = "keypoint_head.tokenhead."

@@ -5,14 +5,17 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
+import slimpose
 from slimpose.cli.main import main
 from slimpose.cli.predict import load_detections
 from slimpose.engine.checkpoint import save_checkpoint
+from slimpose.evaluation.coco import evaluate_coco_keypoints
 from slimpose.models import create_model
-from slimpose.utils.io import SlimposeInputError
+from slimpose.utils.io import SlimposeInputError, write_json_atomic
 from _shared import SHARED_REAL
 
 REAL = SHARED_REAL / "coco"
@@ -47,11 +50,34 @@ def test_predict_folder_gt_boxes_then_evaluate(ckpt, tmp_path, capsys):
     assert pngs == sorted(Path(i["file_name"]).stem + ".png" for i in gt["images"])
     first = gt["images"][0]
     assert cv2.imread(str(out / "vis" / pngs[0])).shape[:2] == (first["height"], first["width"])
+    # the command predicts what the Python API predicts for the same images and boxes (no flip test: the
+    # command's default)
+    model = slimpose.load(ckpt, flip_test=False)
+    names = {img["id"]: img["file_name"] for img in gt["images"]}
+    api_records = []
+    for image_id in sorted({r["image_id"] for r in records}):
+        boxes = [a["bbox"] for a in gt["annotations"] if a["image_id"] == image_id and not a.get("iscrowd", 0)]
+        api_records += model.predict(REAL / "images" / names[image_id], np.c_[boxes, np.ones(len(boxes))]
+                                     ).to_coco(image_id)
+    ordered = sorted(records, key=lambda r: r["image_id"])  # per image: the boxes in annotation order
+    assert len(ordered) == len(api_records)
+    for r, ref in zip(ordered, api_records):
+        assert r["image_id"] == ref["image_id"]
+        np.testing.assert_allclose(r["keypoints"], ref["keypoints"], atol=1e-3)
+        assert r["score"] == pytest.approx(ref["score"], abs=1e-6)
+    # ``slimpose evaluate`` reports COCOeval's AP of the file: the random model's, and 1.0 for the truth
     capsys.readouterr()
     assert main(["evaluate", "--gt", str(REAL / "test_coco.json"), "--results", str(out / "results.json"),
                  "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert 0.0 <= stats["AP"] <= 1.0
+    assert stats["AP"] == pytest.approx(evaluate_coco_keypoints(str(REAL / "test_coco.json"), records)["AP"])
+    assert stats["AP"] < 0.5
+    truth = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+             for a in gt["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+    write_json_atomic(tmp_path / "truth.json", truth)
+    assert main(["evaluate", "--gt", str(REAL / "test_coco.json"), "--results", str(tmp_path / "truth.json"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == pytest.approx(1.0)
 
 
 def test_predict_detections_by_file_stem(ckpt, tmp_path):

@@ -2,14 +2,13 @@
 
 Top-down inference as in HRNet / mmpose ``inference_topdown``: every person box (COCO ``xywh``) is
 padded 1.25x at the model aspect ratio, warped to the input size, normalised (ImageNet mean/std, RGB),
-run in batches through the engine's task ``predict`` (flip test, DARK / UDP decoding for heatmap
-models, the sigmoid coordinates of regression students), and mapped back to image pixels with the
-inverse crop transform. Instance score: ``box score x mean keypoint score above score_thr`` for heatmap
-models (HRNet ``in_vis_thre``), ``box score x mean keypoint score`` for regression students (DistilPose
-Eq. 3).
+run in batches through the model's head (flip test, decoding: DARK / UDP for heatmaps, coordinates for
+regression students, argmax for SimCC), and mapped back to image pixels with the inverse crop transform.
+Instance score: ``box score x mean keypoint score above score_thr`` (HRNet ``in_vis_thre``).
 
 Images are numpy arrays in **BGR** channel order (as ``cv2.imread`` returns them; (H, W) grayscale is
-accepted too) or file paths.
+accepted too) or file paths. A checkpoint is rebuilt from its saved config with the same builders as
+training (``build_model``, ``build_head``), so what was trained is what predicts.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from torch import nn
 
 from slimpose.utils.io import SlimposeInputError
 
-__all__ = ["PoseResult", "ModelSpec", "PoseModel", "load", "read_weights", "spec_from_config"]
+__all__ = ["PoseResult", "PoseModel", "load", "read_weights", "checkpoint_config"]
 
 BOX_PADDING = 1.25
 
@@ -58,70 +57,6 @@ class PoseResult:
 
         return [make_coco_record(image_id, k, s, float(sc), category_id)
                 for k, s, sc in zip(self.keypoints, self.keypoint_scores, self.scores)]
-
-
-@dataclass
-class ModelSpec:
-    """What is needed to rebuild and run a model, read from a checkpoint's ``model_name`` and ``config``."""
-
-    model_name: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int] = (192, 256)  # (w, h)
-    heatmap_size: tuple[int, int] | None = None
-    sigma: float = 2.0
-    udp: bool = False
-    dark: bool = True
-    flip_test: bool = True
-    shift_heatmap: bool = True
-    score_thr: float = 0.2
-    dataset: str = "coco"
-    score_source: str | None = None
-
-
-def _get(d: Any, key: str, default: Any) -> Any:
-    return d.get(key, default) if isinstance(d, dict) and d.get(key) is not None else default
-
-
-def spec_from_config(model_name: str, config: dict[str, Any] | None, where: str = "checkpoint",
-                     score_source: str | None = None) -> ModelSpec:
-    """Read a ``ModelSpec`` from a saved TrainConfig / DistillConfig dict (missing fields: defaults)."""
-    cfg = config if isinstance(config, dict) else {}
-    model_cfg = _get(cfg, "model", {})
-    data = _get(cfg, "data", {})
-    name = model_name or _get(model_cfg, "name", "")
-    if not name:
-        raise SlimposeInputError(f"{where}: no model name (neither 'model_name' nor config.model.name)")
-    overrides = dict(_get(model_cfg, "overrides", {}))
-    if not isinstance(overrides, dict):
-        raise SlimposeInputError(f"{where}: config.model.overrides must be an object")
-
-    def size(value: Any, key: str) -> tuple[int, int] | None:
-        if value is None:
-            return None
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise SlimposeInputError(f"{where}: config.{key} must be [w, h], got {value!r}")
-        return int(value[0]), int(value[1])
-
-    input_size = size(overrides.pop("input_size", None), "model.overrides.input_size") or size(
-        _get(data, "input_size", [192, 256]), "data.input_size")
-    source = score_source or overrides.get("score_source")
-    distill = _get(cfg, "distill", None)
-    if source is None and isinstance(distill, dict) and "cs" in distill:
-        source = "confidence" if float(distill["cs"]) > 0 else "constant"
-    return ModelSpec(
-        model_name=str(name),
-        overrides=overrides,
-        input_size=input_size,
-        heatmap_size=size(data.get("heatmap_size") if isinstance(data, dict) else None, "data.heatmap_size"),
-        sigma=float(_get(data, "sigma", 2.0)),
-        udp=bool(_get(data, "udp", False)),
-        dark=bool(_get(cfg, "dark", True)),
-        flip_test=bool(_get(cfg, "flip_test", True)),
-        shift_heatmap=bool(_get(cfg, "shift_heatmap", True)),
-        score_thr=float(_get(cfg, "score_thr", 0.2)),
-        dataset=str(_get(data, "dataset", "coco")),
-        score_source=source,
-    )
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -157,27 +92,6 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     info = {"model_name": ckpt.get("model_name", ""), "config": ckpt.get("config") or {},
             "score_source": ckpt.get("score_source")}
     return sd, info
-
-
-def _dataset_info(name: str, num_keypoints: int) -> Any:
-    """The ``DatasetInfo`` of ``name`` (synthetic people use COCO), else one matching ``num_keypoints``."""
-    from slimpose.data import metainfo
-
-    datasets = dict(metainfo.DATASETS)
-    datasets["synthetic"] = metainfo.COCO
-    info = datasets.get(name)
-    if info is not None and info.num_keypoints == num_keypoints:
-        return info
-    for candidate in (metainfo.COCO, metainfo.MPII, metainfo.CROWDPOSE, *datasets.values()):
-        if candidate.num_keypoints == num_keypoints:
-            return candidate
-    names = tuple(f"kpt_{i}" for i in range(num_keypoints))
-    return metainfo.DatasetInfo(
-        name=f"generic{num_keypoints}", keypoint_names=names, flip_pairs=(), sigmas=(0.05,) * num_keypoints,
-        joint_weights=(1.0,) * num_keypoints, skeleton=(), skeleton_colors=(),
-        keypoint_colors=((255, 128, 0),) * num_keypoints, upper_body_ids=tuple(range(num_keypoints)),
-        lower_body_ids=(),
-    )
 
 
 def to_bgr_image(image: Any, what: str = "image") -> np.ndarray:
@@ -219,127 +133,98 @@ def _as_boxes(boxes: Any, image_shape: tuple[int, ...], what: str) -> tuple[np.n
     return arr[:, :4].copy(), scores.copy()
 
 
+# settings of a checkpoint's config that ``load(..., **kwargs)`` may override
+CONFIG_KWARGS = ("dark", "flip_test", "score_thr", "shift_heatmap")
+
+
+def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The ``TrainConfig`` a checkpoint was trained with (its ``config``, which may be partial; the model
+    name from ``model_name`` when the config lacks it), with ``overrides`` of ``CONFIG_KWARGS`` applied."""
+    from slimpose.config.parse import config_from_dict
+
+    data = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    model = data.setdefault("model", {})
+    if meta.get("model_name"):
+        model["name"] = str(meta["model_name"])
+    if not model.get("name"):
+        raise SlimposeInputError(f"{where}: no model name (neither 'model_name' nor config.model.name)")
+    if meta.get("score_source") and "score_source" not in (model.get("overrides") or {}):
+        model["overrides"] = {**dict(model.get("overrides") or {}), "score_source": meta["score_source"]}
+    data.update(overrides or {})
+    return config_from_dict(data, where=f"{where} (config)")
+
+
 class PoseModel:
     """A loaded pose model ready for top-down inference (see the module doc).
 
     Args:
-        model: a slimpose pose network (heatmaps (B,K,h,w) or a regression student's (B,K,5)).
-        input_size: ``(w, h)`` of its input crops.
+        model: a slimpose pose network (``slimpose.models``).
+        head: its head (``slimpose.heads``): decoding and flip test.
         info: ``DatasetInfo`` (flip pairs, skeleton for drawing); default: by keypoint count.
-        codec: heatmap decoding codec (default MSRA with DARK, or UDP when ``udp``).
+        udp: crops are warped with the UDP matrix (models trained with UDP).
         flip_test: average with the flipped crop (per-call override in ``predict``).
-        score_thr: keypoint score threshold of the heatmap instance rescoring.
+        score_thr: keypoint score threshold of the instance rescoring.
         batch_size: crops per forward pass.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        input_size: tuple[int, int],
+        head: nn.Module,
         info: Any = None,
-        codec: Any = None,
         udp: bool = False,
         flip_test: bool = True,
-        shift_heatmap: bool = True,
         score_thr: float = 0.2,
-        score_source: str | None = None,
-        dark: bool = True,
-        sigma: float = 2.0,
         padding: float = BOX_PADDING,
         batch_size: int = 32,
         device: str | torch.device = "cpu",
     ) -> None:
+        from slimpose.data.catalog import info_for
+        from slimpose.engine.tasks import TopDownTask
+
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.head = head.to(self.device).eval()
+        self.task = TopDownTask(self.model, self.head)
+        self.input_size = tuple(int(v) for v in model.input_spec.size)
         self.udp = udp
         self.flip_test = flip_test
         self.score_thr = score_thr
         self.padding = padding
         self.batch_size = max(1, int(batch_size))
-        w, h = self.input_size
-        with torch.no_grad():
-            probe = self.model(torch.zeros(1, 3, h, w, device=self.device))
-        if probe.dim() == 4:
-            self.output_kind = "heatmap"
-            self.heatmap_size = (int(probe.shape[-1]), int(probe.shape[-2]))
-        elif probe.dim() == 3 and probe.shape[-1] == 5:
-            self.output_kind = "regression"
-            self.heatmap_size = None
-        else:
-            raise SlimposeInputError(
-                f"{type(model).__name__}: unsupported model output {tuple(probe.shape)} (expected heatmaps "
-                "(B,K,h,w) or a regression student's (B,K,5))")
-        self.num_keypoints = int(probe.shape[1])
-        self.info = info if info is not None else _dataset_info("coco", self.num_keypoints)
-        if self.output_kind == "heatmap":
-            from slimpose.engine.tasks import HeatmapTask
-
-            if codec is None:
-                if udp:
-                    from slimpose.codecs.udp_heatmap import UDPHeatmap
-
-                    codec = UDPHeatmap(self.input_size, self.heatmap_size, sigma=sigma)
-                else:
-                    from slimpose.codecs.msra_heatmap import MSRAHeatmap
-
-                    codec = MSRAHeatmap(self.input_size, self.heatmap_size, sigma=sigma, unbiased=dark)
-            self.task = HeatmapTask(self.model, codec, nn.Identity(), shift_heatmap=shift_heatmap and not udp)
-        else:
-            from slimpose.distillation.distilpose import regression_eval_task
-
-            if score_source is not None and hasattr(self.model, "score_source"):
-                self.model.score_source = score_source
-            self.task = regression_eval_task(self.model)
-            if score_source is not None:
-                self.task.score_source = score_source
-        self.task.eval()
+        self.num_keypoints = int(model.num_keypoints)
+        self.info = info if info is not None else info_for("coco", self.num_keypoints)
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
                         **kwargs: Any) -> "PoseModel":
-        """Rebuild the model of a ``.pth`` / ``.safetensors`` checkpoint and load its weights strictly."""
-        from slimpose import models
+        """Rebuild the model and head of a ``.pth`` / ``.safetensors`` checkpoint, load its weights strictly.
+
+        ``kwargs``: ``CONFIG_KWARGS`` override the checkpoint's test settings, the others go to ``PoseModel``.
+        """
+        from slimpose.data.catalog import info_for
+        from slimpose.engine.builders import build_model
+        from slimpose.engine.checkpoint import load_model_weights
+        from slimpose.heads import build_head
 
         where = str(checkpoint)
         sd, meta = read_weights(checkpoint)
-        spec = spec_from_config(str(meta.get("model_name") or ""), meta.get("config"), where,
-                                score_source=meta.get("score_source"))
-        if spec.model_name not in models.MODELS:
-            raise SlimposeInputError(
-                f"{where}: model {spec.model_name!r} is not a slimpose model "
-                f"({', '.join(sorted(models.MODELS))})")
-        overrides = dict(spec.overrides)  # score_source is set on the built model by PoseModel
-        num_kpts = overrides.pop("num_keypoints", None)
-        if num_kpts is None:
-            from slimpose.data import metainfo
-
-            info0 = {"crowdpose": metainfo.CROWDPOSE, "mpii": metainfo.MPII}.get(spec.dataset, metainfo.COCO)
-            num_kpts = info0.num_keypoints
-        try:
-            model = models.create_model(
-                spec.model_name, num_keypoints=int(num_kpts), input_size=spec.input_size, **overrides)
-        except (TypeError, ValueError) as e:
-            raise SlimposeInputError(
-                f"{where}: cannot build {spec.model_name!r} with {overrides}: {e}") from None
-        from slimpose.engine.checkpoint import load_model_weights
-
+        cfg = checkpoint_config(meta, where, {k: kwargs.pop(k) for k in CONFIG_KWARGS if k in kwargs})
+        model = build_model(cfg)
         try:
             load_model_weights(model, {"model": sd}, strict=True)
         except RuntimeError as e:  # shape mismatches
-            raise SlimposeInputError(f"{where}: weights do not fit {spec.model_name!r}: {e}") from None
+            raise SlimposeInputError(f"{where}: weights do not fit {cfg.model.name!r}: {e}") from None
         except SlimposeInputError as e:
             raise SlimposeInputError(f"{where}: {e}") from None
-        params: dict[str, Any] = dict(
-            udp=spec.udp, flip_test=spec.flip_test, shift_heatmap=spec.shift_heatmap,
-            score_thr=spec.score_thr, score_source=spec.score_source, dark=spec.dark, sigma=spec.sigma,
-            info=_dataset_info(spec.dataset, int(num_kpts)),
-        )
+        params: dict[str, Any] = dict(udp=cfg.data.udp, flip_test=cfg.flip_test, score_thr=cfg.score_thr,
+                                      info=info_for(cfg.data.dataset, int(model.num_keypoints)))
         params.update(kwargs)
-        pm = cls(model, spec.input_size, device=device, **params)
-        pm.spec = spec
+        pm = cls(model, build_head(cfg, model), device=device, **params)
+        pm.config = cfg
         pm.checkpoint = where
         return pm
 
@@ -376,14 +261,12 @@ class PoseModel:
         return np.concatenate(kps), np.concatenate(scs)
 
     def instance_scores(self, keypoint_scores: np.ndarray, bbox_scores: np.ndarray) -> np.ndarray:
-        """Heatmap models: box x mean(kpt scores > score_thr); regression: box x mean (DistilPose Eq. 3)."""
+        """Box score x mean of the keypoint scores above ``score_thr`` (the evaluator's rescoring)."""
+        from slimpose.evaluation.coco import topdown_rescore
+
         ks = np.asarray(keypoint_scores, dtype=np.float64)
         if ks.shape[0] == 0:
             return np.zeros(0)
-        if self.output_kind == "regression":
-            return ks.mean(axis=-1) * np.asarray(bbox_scores, dtype=np.float64)
-        from slimpose.evaluation.coco import topdown_rescore
-
         return np.asarray(topdown_rescore(ks, bbox_scores, self.score_thr), dtype=np.float64)
 
     # ------------------------------------------------------------------ prediction

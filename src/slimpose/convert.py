@@ -190,7 +190,7 @@ def read_official_state_dict(
 
 def _find_token_paths(model: nn.Module) -> tuple[str | None, str | None]:
     """Module paths of the model's TokenTransformer and of its token head (the module owning ``mlp``)."""
-    from slimpose.models.token_transformer import TokenTransformer
+    from slimpose.models.transformer import TokenTransformer
 
     tt = next((name for name, m in model.named_modules() if isinstance(m, TokenTransformer)), None)
     head = getattr(model, "head", None)
@@ -325,30 +325,21 @@ def convert_checkpoint(
         err.report = report  # type: ignore[attr-defined]
         raise err
     model.load_state_dict(state, strict=not allow_partial)
-    model.eval()
+    from slimpose.data.catalog import dataset_for_num_keypoints
+
     w, h = int(input_size[0]), int(input_size[1])
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, h, w))
-    regression = out.dim() == 3
-    if regression and hasattr(model, "score_source"):
-        kwargs.setdefault("score_source", "confidence")  # the official students are trained with L_CS
+    # the official test settings are the config defaults (flip test, DARK for heatmaps, rescoring thr 0.2)
     config: dict[str, Any] = {
         "model": {"name": model_name, "overrides": {**kwargs, "num_keypoints": k}},
-        "data": {"dataset": "coco" if k == 17 else "", "input_size": [w, h]},
-        "dark": not regression,
+        "data": {"dataset": dataset_for_num_keypoints(k), "input_size": [w, h]},
         "flip_test": True,
-        "score_thr": 0.0 if regression else 0.2,
     }
-    if not regression:
-        config["data"]["heatmap_size"] = [int(out.shape[-1]), int(out.shape[-2])]
     ckpt = {
         "model": model.state_dict(),
         "model_name": model_name,
         "config": config,
         "converted_from": {"path": str(src), "source": source, "entry": used},
     }
-    if regression:
-        ckpt["score_source"] = kwargs.get("score_source", "constant")
     dst = Path(dst)
     if dst.suffix == ".safetensors":
         from slimpose.engine.checkpoint import export_safetensors

@@ -8,15 +8,10 @@ import hashlib
 import pytest
 import torch
 
-from slimpose.cli.distill import build_distill_task
-from slimpose.configs.distill_recipes import (
-    RECIPES,
-    apply_distill_overrides,
-    distill_config_from_dict,
-    distill_config_to_dict,
-    load_distill_config,
-)
-from slimpose.distillation.distilpose import check_teacher_compatibility
+from slimpose.config import apply_overrides, config_from_dict, config_to_dict, get_config
+from slimpose.config.recipes.distilpose import RECIPES
+from slimpose.distillation.build import build_distiller, prepare_config
+from slimpose.distillation.teacher import check_teacher_compatibility
 from slimpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from slimpose.models import create_model
 from slimpose.utils.io import SlimposeInputError
@@ -38,7 +33,7 @@ def _teacher_ckpt(path, **extra):
 
 
 def _tiny_cfg(tmp_path, *sets):
-    cfg = load_distill_config("distilpose_tiny_synthetic")
+    cfg = get_config("distilpose_tiny_synthetic")
     base = [
         f"data.data_root={tmp_path / 'synth'}", "data.synthetic_train_images=6",
         "data.synthetic_val_images=3",
@@ -46,33 +41,37 @@ def _tiny_cfg(tmp_path, *sets):
         "schedule.epochs=1", "schedule.warmup_iters=1", "eval_interval=1", "tensorboard=false",
         "model.overrides.depth=1", f"work_dir={tmp_path / 'student'}", "device=cpu", "num_threads=1",
     ]
-    cfg = apply_distill_overrides(cfg, base + list(sets))
+    cfg = apply_overrides(cfg, base + list(sets))
     cfg.distill.teacher_checkpoint = str(_teacher_ckpt(tmp_path / "teacher.pth"))
     return cfg
 
 
 def test_recipes_resolve_and_round_trip():
     for name in RECIPES:
-        cfg = load_distill_config(name)
-        assert distill_config_from_dict(distill_config_to_dict(cfg)) == cfg
-    cfg = load_distill_config("distilpose_s_coco")
-    cfg = apply_distill_overrides(cfg, ["distill.cs=0", "distill.kt=0.1"])
+        cfg = get_config(name)
+        assert cfg.distill is not None and config_from_dict(config_to_dict(cfg)) == cfg
+    cfg = get_config("distilpose_s_coco")
+    cfg = apply_overrides(cfg, ["distill.cs=0", "distill.kt=0.1"])
     assert cfg.distill.cs == 0 and cfg.distill.kt == 0.1
-    assert cfg.distill.loss_config().score_source == "constant"
+    assert cfg.distill.score_source == "constant"
+    assert prepare_config(cfg).model.overrides["score_source"] == "constant" and cfg.model.overrides == {}
     with pytest.raises(SlimposeInputError, match="distill.bogus"):
-        apply_distill_overrides(cfg, ["distill.bogus=1"])
-    with pytest.raises(SlimposeInputError, match="unknown distill recipe"):
-        load_distill_config("no_such_recipe")
+        apply_overrides(cfg, ["distill.bogus=1"])
+    with pytest.raises(SlimposeInputError, match="not a recipe"):
+        get_config("no_such_recipe")
 
 
 def test_tiny_distillation_lowers_the_loss(tmp_path):
     cfg = _tiny_cfg(tmp_path)
-    task, record = build_distill_task(cfg, 17)
+    task = build_distiller(prepare_config(cfg))
+    record = task.record
     assert record["teacher"]["model"] == "tokenpose_s_v1" and record["score_source"] == "confidence"
+    assert record["method"] == "distilpose" and record["loss_weights"]["kt"] == 5e-4
+    assert record["teacher"]["extra"]["num_visual_tokens"] == 96
     torch.manual_seed(0)
     batch = {
         "image": torch.randn(4, 3, 96, 64),
-        "keypoints": torch.rand(4, 17, 2) * torch.tensor([64.0, 96.0]),
+        "target": torch.rand(4, 17, 2),  # normalised coordinates (the student head's RegressionLabel)
         "target_weight": (torch.rand(4, 17) > 0.2).float(),
     }
     opt = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=1e-3)
@@ -85,7 +84,7 @@ def test_tiny_distillation_lowers_the_loss(tmp_path):
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert set(logs) == {"loss", "loss_reg", "loss_kt", "loss_vt", "loss_sh", "loss_cs"}
+    assert set(logs) == {"loss_reg", "loss_kt", "loss_vt", "loss_sh", "loss_cs"}
     assert losses[-1] < 0.7 * losses[0], losses
     assert not task.teacher.training
     for k, v in task.teacher.state_dict().items():
@@ -118,16 +117,13 @@ def test_cli_run_checkpoint_records_teacher_without_weights(tmp_path):
     assert rec["path"] == teacher_path and rec["model"] == "tokenpose_s_v1"
     assert rec["sha256"] == hashlib.sha256(open(teacher_path, "rb").read()).hexdigest()
     # trained without L_CS: constant keypoint scores, recorded in the checkpoint and its config
-    assert ckpt["score_source"] == "constant"
+    assert ckpt["distill"]["score_source"] == "constant"
     assert ckpt["config"]["model"]["overrides"]["score_source"] == "constant"
-    student = create_model(
-        "distilpose_s", input_size=tuple(ckpt["config"]["data"]["input_size"]),
-        **ckpt["config"]["model"]["overrides"],
-    )
-    student.load_state_dict(ckpt["model"])
-    from slimpose.distillation.distilpose import regression_eval_task
+    import slimpose
 
-    _, scores = regression_eval_task(student.eval()).predict(torch.randn(2, 3, 96, 64), [(1, 2)])
+    model = slimpose.load(tmp_path / "run" / "last.pth")
+    assert model.head.score_source == "constant" and model.input_size == (64, 96)
+    _, scores = model.predict_crops(torch.randn(2, 3, 96, 64), flip=True)
     assert (scores == 1.0).all()
 
 
@@ -137,10 +133,15 @@ def test_mismatched_teacher_fails_clearly(tmp_path):
                            stem_blocks=1)
     wrong_dim = create_model("tokenpose_s_v1", **{**TEACHER, "dim": 32})
     with pytest.raises(SlimposeInputError, match="token dim"):
-        check_teacher_compatibility(student, wrong_dim, (64, 96))
+        check_teacher_compatibility(student, wrong_dim)
     wrong_grid = create_model("tokenpose_s_v1", **{**TEACHER, "patch_size": [4, 4]})
     with pytest.raises(SlimposeInputError, match="token grid"):
-        check_teacher_compatibility(student, wrong_grid, (64, 96))
+        check_teacher_compatibility(student, wrong_grid)
+    # a CNN student has no tokens: L_KT / L_VT cannot apply, L_SH / L_CS can
+    cnn = create_model("deeppose_res50", input_size=(64, 96))
+    with pytest.raises(SlimposeInputError, match="has no tokens"):
+        check_teacher_compatibility(cnn, create_model("tokenpose_s_v1", **TEACHER))
+    assert "token_dim" not in check_teacher_compatibility(cnn, create_model("tokenpose_s_v1", **TEACHER), False)
     # through the CLI builder: a teacher checkpoint of another dim
     cfg = _tiny_cfg(tmp_path)
     _teacher_ckpt(tmp_path / "teacher.pth", dim=32)
@@ -149,10 +150,22 @@ def test_mismatched_teacher_fails_clearly(tmp_path):
     save_checkpoint({"model": t32.state_dict(), "model_name": "tokenpose_s_v1",
                      "config": {"model": {"overrides": {**TEACHER, "dim": 32}}}}, tmp_path / "teacher.pth")
     with pytest.raises(SlimposeInputError, match="share the token dim"):
-        build_distill_task(cfg, 17)
+        build_distiller(prepare_config(cfg))
+    # a regression teacher is refused: DistilPose distils heatmaps
+    save_checkpoint({"model": create_model("distilpose_s", input_size=(64, 96), dim=64, depth=1, num_heads=4,
+                                           patch_size=(2, 2), stem_blocks=1).state_dict(),
+                     "model_name": "distilpose_s",
+                     "config": {"model": {"overrides": {"dim": 64, "depth": 1, "num_heads": 4, "patch_size": [2, 2],
+                                                        "stem_blocks": 1}}}}, tmp_path / "teacher.pth")
+    with pytest.raises(SlimposeInputError, match="must be a heatmap model"):
+        build_distiller(prepare_config(cfg))
 
 
 def test_confidence_scores_without_cs_are_refused(tmp_path):
     cfg = _tiny_cfg(tmp_path, "distill.cs=0", "model.overrides.score_source=confidence")
     with pytest.raises(SlimposeInputError, match="untrained"):
-        build_distill_task(cfg, 17)
+        prepare_config(cfg)
+    # a heatmap student cannot be a DistilPose student
+    with pytest.raises(SlimposeInputError, match="not a regression student"):
+        build_distiller(apply_overrides(_tiny_cfg(tmp_path), ["model.name=tokenpose_s_v1",
+                                                              "model.overrides={\"depth\": 1, \"patch_size\": [2, 2]}"]))

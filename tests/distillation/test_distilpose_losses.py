@@ -1,4 +1,4 @@
-"""DistilPose losses on hand-made tensors whose values are known."""
+"""DistilPose losses on hand-made tensors whose values are known, and the distiller that sums them."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import pytest
 import torch
 from torch import nn
 
+from slimpose.config import DistilPoseConfig
 from slimpose.distillation.distilpose import (
-    DistilPoseTask,
-    DistilPoseLoss,
-    DistilPoseLossConfig,
-    DistilPoseOutputs,
-    TeacherOutputs,
     confidence_loss,
+    distilpose_terms,
     render_simulated_heatmaps,
     simulated_heatmap_loss,
     token_distillation_loss,
 )
+from slimpose.distillation.distiller import Distiller
+from slimpose.heads import HeatmapHead, RegressionHead
 from slimpose.losses.regression import SmoothL1Loss, smooth_l1_loss
+from slimpose.models.base import PoseNet, TokenFeatures
 from slimpose.utils.io import SlimposeInputError
 
 
@@ -109,63 +109,75 @@ def test_token_losses():
         token_distillation_loss(torch.ones(2, 5, 8), torch.zeros(2, 5, 16), "vt")
 
 
-def _student_outputs(b=2, k=3, d=4, n=6):
-    torch.manual_seed(1)
-    out = torch.cat([torch.rand(b, k, 2), torch.rand(b, k, 1), torch.rand(b, k, 2) + 1], dim=-1)
-    return DistilPoseOutputs.from_output(out, torch.randn(b, k, d), torch.randn(b, n, d))
-
-
-def test_total_loss_is_weighted_sum_and_terms_switch_off():
-    s = _student_outputs()
-    t = TeacherOutputs(torch.rand(2, 3, 8, 6), torch.randn(2, 3, 4), torch.randn(2, 6, 4))
-    tc, tw = torch.rand(2, 3, 2), torch.ones(2, 3)
-    cfg = DistilPoseLossConfig(reg=1.0, kt=0.1, vt=0.2, sh=1.0, cs=0.5)
-    total, logs = DistilPoseLoss(cfg)(s, tc, tw, t)
-    expected = (
-        smooth_l1_loss(s.coords, tc, tw)
-        + 0.1 * token_distillation_loss(s.keypoint_tokens, t.keypoint_tokens, "kt")
-        + 0.2 * token_distillation_loss(s.visual_tokens, t.visual_tokens, "vt")
-        + simulated_heatmap_loss(s.coords, s.sigmas, t.heatmaps, tw)
-        + 0.5 * confidence_loss(s.coords, s.scores, t.heatmaps)
-    )
-    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert set(logs) == {"loss", "loss_reg", "loss_kt", "loss_vt", "loss_sh", "loss_cs"}
-    off = DistilPoseLossConfig(kt=0, vt=0, sh=0, cs=0)
-    assert not off.uses_teacher and off.score_source == "constant"
-    total_off, logs_off = DistilPoseLoss(off)(s, tc, tw, None)
-    assert set(logs_off) == {"loss", "loss_reg"}
-    assert total_off.item() == pytest.approx(smooth_l1_loss(s.coords, tc, tw).item())
-    assert DistilPoseLossConfig().score_source == "confidence"
-
-
-class _TinyTokenModel(nn.Module):
-    """A stand-in with the token-model interface: (B,3,H,W) -> output, (B,K,D), (B,N,D)."""
+class _TinyTokenModel(PoseNet):
+    """A stand-in token model: (B,3,H,W) -> tokens (B,K,D), (B,N,D) -> output (regression or heatmaps)."""
 
     def __init__(self, k=3, d=4, heatmap=False):
         super().__init__()
         self.k, self.d, self.heatmap = k, d, heatmap
+        self.num_keypoints, self.input_size = k, (24, 32)
+        self.head_class = HeatmapHead if heatmap else RegressionHead
         self.conv = nn.Conv2d(3, d, 4, 4)
         self.kpt = nn.Parameter(torch.randn(1, k, d))
         self.head = nn.Linear(d, 48 if heatmap else 5)
         self.drop = nn.Dropout(0.5)
 
-    def forward_with_tokens(self, x):
+    def forward_features(self, x):
         vis = self.drop(self.conv(x).flatten(2).transpose(1, 2))
         kpt = self.kpt.expand(x.shape[0], -1, -1) + vis.mean(1, keepdim=True)
-        y = self.head(kpt)
-        if self.heatmap:
-            return y.view(x.shape[0], self.k, 8, 6).sigmoid(), kpt, vis
-        out = torch.cat([y[..., :2].sigmoid(), y[..., 2:3], nn.functional.softplus(y[..., 3:5])], -1)
-        return out, kpt, vis
+        return TokenFeatures(kpt, vis, kpt)
 
-    def forward(self, x):
-        return self.forward_with_tokens(x)[0]
+    def forward_head(self, features):
+        y = self.head(features.head_input)
+        if self.heatmap:
+            return y.view(y.shape[0], self.k, 8, 6).sigmoid()
+        return torch.cat([y[..., :2].sigmoid(), y[..., 2:3], nn.functional.softplus(y[..., 3:5])], -1)
+
+
+def test_total_loss_is_weighted_sum_and_terms_switch_off():
+    torch.manual_seed(1)
+    student, teacher = _TinyTokenModel().eval(), _TinyTokenModel(heatmap=True)
+    head = RegressionHead((24, 32))
+    batch = {"image": torch.randn(2, 3, 32, 24), "target": torch.rand(2, 3, 2), "target_weight": torch.ones(2, 3)}
+    section = DistilPoseConfig(reg=1.0, kt=0.1, vt=0.2, sh=1.0, cs=0.5)
+    task = Distiller(student, head, distilpose_terms(section), teacher, task_weight=section.reg)
+    task.eval()  # no dropout: the forward below sees the same tokens
+    total, logs = task(batch)
+    with torch.no_grad():
+        fs, ft = student.forward_features(batch["image"]), teacher.forward_features(batch["image"])
+        out, hm = student.forward_head(fs), teacher.forward_head(ft)
+    coords, scores, sigmas = out[..., :2], out[..., 2], out[..., 3:5]
+    tc, tw = batch["target"], batch["target_weight"]
+    parts = {
+        "loss_reg": smooth_l1_loss(coords, tc, tw),
+        "loss_kt": 0.1 * token_distillation_loss(fs.keypoint_tokens, ft.keypoint_tokens, "kt"),
+        "loss_vt": 0.2 * token_distillation_loss(fs.visual_tokens, ft.visual_tokens, "vt"),
+        "loss_sh": simulated_heatmap_loss(coords, sigmas, hm, tw),
+        "loss_cs": 0.5 * confidence_loss(coords, scores, hm),
+    }
+    assert set(logs) == set(parts)
+    for k, v in parts.items():
+        assert logs[k].item() == pytest.approx(v.item(), rel=1e-6), k
+    assert total.item() == pytest.approx(sum(v.item() for v in parts.values()), rel=1e-6)
+    # all distillation weights 0: only L_reg, no teacher needed, constant scores
+    off = DistilPoseConfig(kt=0, vt=0, sh=0, cs=0)
+    assert not off.uses_teacher and off.score_source == "constant" and distilpose_terms(off) == []
+    total_off, logs_off = Distiller(student, head, [], None)(batch)
+    assert set(logs_off) == {"loss_reg"} and total_off.item() == pytest.approx(parts["loss_reg"].item())
+    assert DistilPoseConfig().score_source == "confidence"
+    # the schedule scales the distillation terms, not the task loss (DWPose: 1 - epoch / epochs)
+    fading = Distiller(student, head, distilpose_terms(section), teacher, schedule="linear_decay").eval()
+    fading.set_epoch(3, 4)
+    _, logs_fade = fading(batch)
+    assert logs_fade["loss_reg"].item() == pytest.approx(parts["loss_reg"].item(), rel=1e-6)
+    assert logs_fade["loss_sh"].item() == pytest.approx(0.25 * parts["loss_sh"].item(), rel=1e-6)
 
 
 def test_no_gradient_reaches_the_teacher_and_teacher_stays_in_eval():
     torch.manual_seed(0)
     student, teacher = _TinyTokenModel(), _TinyTokenModel(heatmap=True)
-    dist = DistilPoseTask(student, teacher, DistilPoseLossConfig(kt=1.0, vt=1.0, sh=1.0, cs=1.0))
+    section = DistilPoseConfig(kt=1.0, vt=1.0, sh=1.0, cs=1.0)
+    dist = Distiller(student, RegressionHead((24, 32)), distilpose_terms(section), teacher)
     dist.train()
     assert student.training and not teacher.training
     assert not any(k.startswith("teacher") for k in dist.state_dict())
@@ -180,9 +192,12 @@ def test_no_gradient_reaches_the_teacher_and_teacher_stays_in_eval():
     assert logs["loss_kt"] > 0 and logs["loss_vt"] > 0
     dist.to(torch.float64)
     assert next(teacher.parameters()).dtype == torch.float64
+    assert dist.checkpoint_extras() == {"distill": {}}
 
 
 def test_distiller_needs_a_teacher_for_distillation_terms():
-    with pytest.raises(SlimposeInputError, match="no teacher"):
-        DistilPoseTask(_TinyTokenModel(), None, DistilPoseLossConfig())
-    DistilPoseTask(_TinyTokenModel(), None, DistilPoseLossConfig(kt=0, vt=0, sh=0, cs=0))
+    with pytest.raises(SlimposeInputError, match="need a teacher"):
+        Distiller(_TinyTokenModel(), RegressionHead((24, 32)), distilpose_terms(DistilPoseConfig()), None)
+    Distiller(_TinyTokenModel(), RegressionHead((24, 32)), [], None)
+    with pytest.raises(SlimposeInputError, match="schedule"):
+        Distiller(_TinyTokenModel(), RegressionHead((24, 32)), [], None, schedule="cosine")

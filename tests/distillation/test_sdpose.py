@@ -1,24 +1,19 @@
+"""SDPose self-distillation as distiller terms: hand-made values, detach semantics, the trained task."""
+
 import numpy as np
 import pytest
 import torch
 
 from slimpose.codecs.msra_heatmap import MSRAHeatmap
-from slimpose.configs.sdpose_recipes import (
-    RECIPES,
-    SDPoseParams,
-    apply_sdpose_overrides,
-    sdpose_config_from_dict,
-)
-from slimpose.distillation.sdpose import (
-    SDPoseLoss,
-    SDPoseLossConfig,
-    SDPoseRegTask,
-    SDPoseTask,
-    build_sdpose_task,
-    cycle_token_distillation,
-)
+from slimpose.config import SDPoseConfig, apply_overrides, config_from_dict
+from slimpose.config.recipes.sdpose import RECIPES
+from slimpose.distillation.build import build_distiller
+from slimpose.distillation.distiller import Distiller, StudentOutputs
+from slimpose.distillation.sdpose import CycleTaskTerm, CycleTokenTerm, cycle_token_distillation, sdpose_terms
+from slimpose.heads import HeatmapHead, RLEHead
 from slimpose.losses.heatmap import KeypointMSELoss
 from slimpose.models.sdpose import sdpose_reg, sdpose_s_v1
+from slimpose.models.tokenpose import tokenpose_s_v1
 from slimpose.utils.io import SlimposeInputError
 
 torch.set_num_threads(1)
@@ -34,24 +29,27 @@ def test_token_terms_zero_when_cycles_agree():
     assert cycle_token_distillation([a, b, c]).item() == pytest.approx(5.0)
 
 
-def test_sdpose_loss_hand_made():
-    crit = KeypointMSELoss()
-    target = torch.zeros(1, 2, 4, 4)
-    weight = torch.ones(1, 2)
+def test_sdpose_terms_hand_made():
+    head = HeatmapHead(MSRAHeatmap((16, 16), (4, 4)), KeypointMSELoss())
+    batch = {"target": torch.zeros(1, 2, 4, 4), "target_weight": torch.ones(1, 2)}
     hm = [torch.full((1, 2, 4, 4), v) for v in (1.0, 2.0)]
     kt = [torch.zeros(1, 2, 3), torch.ones(1, 2, 3)]
     vt = [torch.zeros(1, 4, 3), torch.full((1, 4, 3), 2.0)]
-    loss_fn = SDPoseLoss(crit, SDPoseLossConfig(kt=0.5, vt=0.25))
-    loss, logs = loss_fn(list(zip(hm, kt, vt)), target, weight)
-    task = 0.5 * 1.0 + 0.5 * 4.0  # JointsMSE: 0.5 * mean squared error, summed over cycles
-    assert logs["loss_task"].item() == pytest.approx(task)
-    assert logs["loss_kt"].item() == pytest.approx(1.0) and logs["loss_vt"].item() == pytest.approx(4.0)
-    assert loss.item() == pytest.approx(task + 0.5 * 1.0 + 0.25 * 4.0)
-    # consecutive cycles that agree: only the task loss remains
-    same = [(hm[0], kt[0], vt[0]), (hm[0], kt[0].clone(), vt[0].clone())]
-    loss2, logs2 = loss_fn(same, target, weight)
-    assert logs2["loss_kt"].item() == 0 and logs2["loss_vt"].item() == 0
-    assert loss2.item() == pytest.approx(2 * 0.5)
+    student = StudentOutputs(hm[0], None, list(zip(hm, kt, vt)), read_cycle=0)
+    terms = sdpose_terms(SDPoseConfig(kt=0.5, vt=0.25), head)
+    assert [t.name for t in terms] == ["cycles", "kt", "vt"]
+    values = {t.name: t.weight * t(student, None, batch).item() for t in terms}
+    # JointsMSE = 0.5 * mean squared error: the read cycle's 0.5 * 1 is the head's own loss, the other
+    # cycle's 0.5 * 4 is the ``cycles`` term
+    assert head.loss(hm[0], batch)[0].item() == pytest.approx(0.5)
+    assert values == pytest.approx({"cycles": 2.0, "kt": 0.5 * 1.0, "vt": 0.25 * 4.0})
+    # reading the second cycle moves the first cycle's loss into the ``cycles`` term
+    student.read_cycle = 1
+    assert terms[0](student, None, batch).item() == pytest.approx(0.5)
+    # consecutive cycles that agree: the token terms vanish
+    same = StudentOutputs(hm[0], None, [(hm[0], kt[0], vt[0]), (hm[0], kt[0].clone(), vt[0].clone())])
+    assert terms[1](same, None, batch).item() == 0 and terms[2](same, None, batch).item() == 0
+    assert sdpose_terms(SDPoseConfig(kt=0, vt=0), head)[0].name == "cycles"
 
 
 @pytest.mark.parametrize("detach", [False, True])
@@ -73,7 +71,7 @@ def test_detach_changes_model_gradients():
         torch.manual_seed(0)
         model = sdpose_s_v1(num_cycles=2, **SMALL).train()
         cycles = model.forward_cycles(x)
-        kt = cycle_token_distillation([c[1] for c in cycles], detach)
+        kt = CycleTokenTerm(1.0, "keypoint", detach)(StudentOutputs(cycles[0][0], None, cycles), None, {})
         kt.backward()
         grads[detach] = model.transformer.patch_embed.weight.grad.clone()
         # the detached term still trains the student cycle (and the shared weights)
@@ -94,59 +92,98 @@ def _batch(b=4):
     }
 
 
-def test_sdpose_task_trains_and_predicts():
+def _sdpose_task(model, head, **section):
+    cfg = SDPoseConfig(**section)
+    return Distiller(model, head, sdpose_terms(cfg, head), task_weight=cfg.task)
+
+
+def test_sdpose_distiller_loss_training_and_single_pass_prediction():
     codec, batch = _batch()
     torch.manual_seed(0)
-    task = SDPoseTask(sdpose_s_v1(num_cycles=2, **SMALL), codec)
+    model = sdpose_s_v1(num_cycles=2, **SMALL)
+    head = HeatmapHead(codec)
+    task = _sdpose_task(model, head, kt=1e-3, vt=1e-3)
+    task.train()
     loss, logs = task(batch)
-    assert torch.isfinite(loss) and set(logs) == {"loss_task", "loss_kt", "loss_vt"}
-    loss.backward()
+    assert set(logs) == {"loss_heatmap", "loss_cycles", "loss_kt", "loss_vt"}
+    # Eq. 3 by hand from the same forward (no dropout: the same cycles)
+    cycles = model.forward_cycles(batch["image"])
+    mse = KeypointMSELoss()
+    expected = (sum(mse(c[0], batch["target"], batch["target_weight"]) for c in cycles)
+                + 1e-3 * cycle_token_distillation([c[1] for c in cycles])
+                + 1e-3 * cycle_token_distillation([c[2] for c in cycles]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.item() == pytest.approx(sum(v.item() for v in logs.values()), rel=1e-6)
+    opt = torch.optim.Adam(task.parameters(), lr=1e-3)
+    first = loss.item()
+    for _ in range(5):
+        loss, _ = task(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    # prediction: the single-pass (first) cycle decoded by the head, flip test included
     task.eval()
-    kp, sc = task.predict(batch["image"], flip_pairs=[(1, 2), (3, 4)])
-    assert kp.shape == (4, 17, 2) and sc.shape == (4, 17)
-    with pytest.raises(SlimposeInputError):
-        SDPoseTask(torch.nn.Linear(2, 2), codec)
+    pairs = [(1, 2), (3, 4)]
+    kp, sc = task.predict(batch["image"], flip_pairs=pairs)
+    with torch.no_grad():
+        c0 = model.forward_cycles(batch["image"])[0][0]
+        c0_flip = model.forward_cycles(batch["image"].flip(-1))[0][0]
+    ref_kp, ref_sc = head.decode(head.merge_flip(c0, head.flip_back(c0_flip, pairs)))
+    np.testing.assert_allclose(kp, ref_kp, atol=1e-5)
+    np.testing.assert_allclose(sc, ref_sc, atol=1e-6)
+    with pytest.raises(SlimposeInputError, match="multi-cycled"):
+        _sdpose_task(tokenpose_s_v1(**SMALL), head)
 
 
-def test_sdpose_reg_task_rle():
+def test_sdpose_reg_rle_trains_the_flow_with_the_model():
     _, batch = _batch()
+    reg_batch = {"image": batch["image"], "target": batch["keypoints"] / torch.tensor([48.0, 64.0]),
+                 "target_weight": batch["target_weight"]}
     torch.manual_seed(0)
-    task = SDPoseRegTask(sdpose_reg(**SMALL))
+    head = RLEHead((48, 64))
+    task = _sdpose_task(sdpose_reg(**SMALL), head)
     opt = torch.optim.Adam(task.parameters(), lr=1e-3)
     first = None
     for _ in range(5):
-        loss, logs = task(batch)
+        loss, logs = task(reg_batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
         first = loss.item() if first is None else first
-    assert loss.item() < first
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.criterion.parameters())
+    assert loss.item() < first and set(logs) == {"loss_rle", "loss_cycles", "loss_kt", "loss_vt"}
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.rle.parameters())
+    assert any(k.startswith("head.rle.") for k in task.state_dict())  # checkpointed with the task
+    assert not any("rle" in k for k in task.model.state_dict())  # never part of the shipped model
     task.eval()
     kp, sc = task.predict(batch["image"], flip_pairs=[(1, 2)])
-    assert kp.shape == (4, 17, 2) and np.all((sc > 0) & (sc < 1))
+    assert kp.shape == (4, 17, 2) and np.all((sc > 0) & (sc < 1))  # scores are 1 - mean(sigma)
 
 
-def test_configs_and_task_builder(tmp_path):
+def test_configs_and_distiller_builder():
     for name, factory in RECIPES.items():
         cfg = factory()
         assert cfg.optim.lr == 1e-3 and tuple(cfg.schedule.milestones) == (200, 260)
         assert cfg.schedule.epochs == 300
         assert cfg.sdpose.kt == 5e-6 and cfg.sdpose.vt == 5e-6 and not cfg.sdpose.detach_teacher
     assert RECIPES["sdpose_s_v1_coco"]().data.batch_size == 64
-    cfg = sdpose_config_from_dict({
+    cfg = config_from_dict({
         "data": {"dataset": "synthetic", "input_size": [48, 64], "heatmap_size": [12, 16]},
         "model": {"name": "sdpose_t", "overrides": {"dim": 32, "depth": 1, "num_heads": 4, "stem_blocks": 1}},
         "sdpose": {"detach_teacher": True, "kt": 1e-5},
     })
     assert cfg.sdpose.detach_teacher and cfg.sdpose.kt == 1e-5
-    task = build_sdpose_task(cfg, 17)
-    assert isinstance(task, SDPoseTask) and task.model.num_cycles == 3
-    assert task.sd_loss.cfg.detach_teacher
-    cfg2 = apply_sdpose_overrides(cfg, ["model.name=sdpose_reg", "sdpose.vt=0"])
-    assert isinstance(build_sdpose_task(cfg2, 17), SDPoseRegTask)
+    task = build_distiller(cfg)
+    assert isinstance(task.head, HeatmapHead) and task.model.num_cycles == 3 and task.teacher is None
+    assert [t.name for t in task.terms] == ["cycles", "kt", "vt"] and task.terms[1].detach_teacher
+    assert task.record == {"method": "sdpose", "teacher": None,
+                           "loss_weights": {"task": 1.0, "kt": 1e-5, "vt": 5e-6, "detach_teacher": True,
+                                            "schedule": "constant"}}
+    cfg2 = apply_overrides(cfg, ["model.name=sdpose_reg", "sdpose.vt=0"])
+    reg = build_distiller(cfg2)
+    assert isinstance(reg.head, RLEHead) and [t.name for t in reg.terms] == ["cycles", "kt"]
+    assert isinstance(reg.terms[0], CycleTaskTerm)
     with pytest.raises(SlimposeInputError):
-        sdpose_config_from_dict({"sdpose": {"alpha": 1}}, where="x.json")
+        config_from_dict({"sdpose": {"alpha": 1}}, where="x.json")
     with pytest.raises(SlimposeInputError):
-        apply_sdpose_overrides(cfg, ["sdpose.kt=-1"])
-    assert SDPoseParams().loss_config().kt == 5e-6
+        apply_overrides(cfg, ["sdpose.kt=-1"])

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from slimpose.engine.config import TrainConfig, apply_overrides
+from slimpose.config import TrainConfig, apply_overrides
 
 # the synthetic data set and the tiny input / heatmap geometry every engine test trains on
 SYNTH_DATA = [
@@ -30,7 +30,7 @@ def _tiny_config(overrides: Sequence[str], data_root: Path, work_dir: Path,
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """~200 small synthetic images (train) + 24 (val), generated once per session."""
-    from slimpose.engine.trainer import prepare_synthetic
+    from slimpose.engine.builders import prepare_synthetic
 
     root = tmp_path_factory.getbasetemp() / "engine_synth"
     prepare_synthetic(_tiny_config([], root, root / "unused"))

@@ -12,7 +12,7 @@ from slimpose.engine.complexity import (
     measure_peak_memory,
     param_breakdown,
 )
-from slimpose.models.token_transformer import Attention
+from slimpose.models.transformer import Attention
 
 torch.set_num_threads(1)
 
@@ -84,8 +84,10 @@ def test_latency_and_memory():
     assert r["throughput"] == pytest.approx(2000 / r["latency_ms"])
     small = measure_peak_memory(m, batch=1, input_size=(8, 16))
     big = measure_peak_memory(m, batch=16, input_size=(8, 16))
-    # conv activation alone is 8*16*8 floats = 4 KiB per image
-    assert small >= 4096 / 2**20 and big > 8 * small
+    # The conv output (8 x 16 x 8 floats = 4 KiB per image) is allocated whole during every forward, so
+    # the peak is at least b x 4 KiB on any machine; what else the allocator adds (workspaces, the small
+    # linear output) varies, so there is no upper bound and no ratio between the two batches.
+    assert small >= 4096 / 2**20 and big >= 16 * 4096 / 2**20
     with pytest.raises(ValueError, match="input_size"):
         measure_latency(m, batch=1, repeats=1)
 

@@ -8,15 +8,16 @@ import json
 import pytest
 import torch
 
-from slimpose.configs import RECIPES, get_config
-from slimpose.engine.config import (
+from slimpose.config import (
+    RECIPES,
     TrainConfig,
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    get_config,
     load_config_file,
-    resolve_data_paths,
 )
+from slimpose.data.catalog import dataset_spec, resolve_split
 from slimpose.engine.schedule import WarmupMultiStepLR
 from slimpose.utils.io import SlimposeInputError
 
@@ -110,16 +111,50 @@ def test_recipes_as_published():
 
 
 def test_data_root_sets_official_layouts(tmp_path):
+    from slimpose.engine.builders import split_files
+
     cfg = apply_overrides(TrainConfig(), ["data.dataset=coco", f"data.data_root={tmp_path}"])
-    p = resolve_data_paths(cfg.data)
-    assert p.train_ann == tmp_path / "annotations/person_keypoints_train2017.json"
-    assert p.val_images == tmp_path / "val2017"
-    assert p.det_file == tmp_path / "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+    assert split_files(cfg, "train").ann == tmp_path / "annotations/person_keypoints_train2017.json"
+    assert split_files(cfg, "val").images == tmp_path / "val2017"
+    assert dataset_spec("coco").det_file == "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
     cfg = apply_overrides(cfg, ["data.dataset=crowdpose"])
-    assert resolve_data_paths(cfg.data).val_ann == tmp_path / "json/crowdpose_test.json"
+    assert split_files(cfg, "val").ann == tmp_path / "json/crowdpose_test.json"
     cfg = apply_overrides(cfg, ["data.dataset=mpii", "data.val_ann=/x/v.json"])
-    p = resolve_data_paths(cfg.data)
-    assert p.train_ann == tmp_path / "annotations/mpii_train.json" and str(p.val_ann) == "/x/v.json"
+    assert split_files(cfg, "train").ann == tmp_path / "annotations/mpii_train.json"
+    assert str(split_files(cfg, "val").ann) == "/x/v.json"
+    # OCHuman is an evaluation set: no official train split
+    with pytest.raises(SlimposeInputError, match="no official train split"):
+        resolve_split(dataset_spec("ochuman"), tmp_path, "train")
+    assert resolve_split(dataset_spec("ochuman"), tmp_path, "train", "a.json", "im").ann.name == "a.json"
+
+
+def test_method_sections_are_parsed_created_and_validated(tmp_path):
+    cfg = apply_overrides(TrainConfig(), ["distill.cs=0", "distill.teacher_overrides={\"dim\": 32}"])
+    assert cfg.distill is not None and cfg.distill.cs == 0.0 and cfg.distill.teacher_overrides == {"dim": 32}
+    assert cfg.distill.score_source == "constant" and cfg.sdpose is None
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(SlimposeInputError, match="one distillation method per run"):
+        apply_overrides(cfg, ["sdpose.kt=1e-5"])
+    with pytest.raises(SlimposeInputError, match="sdpose.kt: must be >= 0"):
+        apply_overrides(TrainConfig(), ["sdpose.kt=-1"])
+    with pytest.raises(SlimposeInputError, match="every loss weight"):
+        apply_overrides(TrainConfig(), ["distill.reg=0", "distill.kt=0", "distill.vt=0", "distill.sh=0",
+                                        "distill.cs=0"])
+    with pytest.raises(SlimposeInputError, match="distill.schedule"):
+        apply_overrides(TrainConfig(), ["distill.schedule=cosine"])
+    with pytest.raises(SlimposeInputError, match="distill.bogus"):
+        apply_overrides(TrainConfig(), ["distill.bogus=1"])
+    # a section written as null in a file is no section; a JSON list of extra data sets is parsed
+    cfg = config_from_dict({"distill": None, "data": {"extra_train": [{"dataset": "coco", "weight": 2}]}})
+    assert cfg.distill is None and cfg.data.extra_train[0].dataset == "coco"
+    assert cfg.data.extra_train[0].weight == 2.0 and cfg.data.extra_train[0].data_root == "data/synthetic"
+    with pytest.raises(SlimposeInputError, match=r"data.extra_train\[0\].dataset: unknown data set 'imagenet'"):
+        config_from_dict({"data": {"extra_train": [{"dataset": "imagenet"}]}})
+    with pytest.raises(SlimposeInputError, match=r"data.extra_train\[0\].weight: must be positive"):
+        config_from_dict({"data": {"extra_train": [{"dataset": "coco", "weight": 0}]}})
+    # heatmap size: None means the model's; a value is checked
+    assert TrainConfig().data.heatmap_size is None
+    assert apply_overrides(TrainConfig(), ["data.heatmap_size=none"]).data.heatmap_size is None
 
 
 def test_cli_build_config_shortcuts():

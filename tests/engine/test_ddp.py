@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from slimpose.engine.config import config_to_dict
+from slimpose.config import config_to_dict
 
 TINY = [  # after conftest.SYNTH_DATA
     "data.train_subset=64",

@@ -1,7 +1,8 @@
-"""The evaluator scores CrowdPose/AIC (and gt without areas) with 0.53 x box area, like MMPose."""
+"""COCO AP scores CrowdPose/AIC (and gt without areas) with 0.53 x box area, like MMPose; the catalog says
+which data set is scored how."""
 
-from slimpose.data.metainfo import AIC, COCO, CROWDPOSE
-from slimpose.engine.evaluator import Evaluator
+from slimpose.data.catalog import CATALOG
+from slimpose.evaluation.metrics import CocoKeypointMetric, PCKhMetric
 from slimpose.utils.io import write_json_atomic
 
 
@@ -16,7 +17,14 @@ def _gt(with_area: bool) -> dict:
 
 def test_use_area_rules(tmp_path):
     path = write_json_atomic(tmp_path / "gt.json", _gt(True))
-    assert Evaluator([], COCO, (48, 64), tmp_path, gt=path)._use_area() is True
-    assert Evaluator([], COCO, (48, 64), tmp_path, gt=_gt(False))._use_area() is False
-    assert Evaluator([], CROWDPOSE, (48, 64), tmp_path, gt=_gt(True))._use_area() is False
-    assert Evaluator([], AIC, (48, 64), tmp_path, gt=_gt(True))._use_area() is False
+
+    def metric(name, gt):
+        spec = CATALOG[name]
+        m = spec.metric.for_split(spec, gt, [])
+        return m.use_area and m._areas_known()
+
+    assert metric("coco", path) is True
+    assert metric("coco", write_json_atomic(tmp_path / "gt2.json", _gt(False))) is False
+    assert metric("crowdpose", path) is False and metric("aic", path) is False
+    assert CATALOG["mpii"].metric is PCKhMetric and CATALOG["ochuman"].metric is CocoKeypointMetric
+    assert all(spec.metric.mode == "max" for spec in CATALOG.values())

@@ -33,17 +33,17 @@ def _assert_same_state(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_reproduces_uninterrupted_run(synth_root, tiny_config, tmp_path, workers):
     from slimpose.engine.checkpoint import load_checkpoint
-    from slimpose.engine.trainer import Trainer
+    from slimpose.engine.trainer import build_trainer
 
     torch.set_num_threads(1)
     extra = [f"data.workers={workers}"]
-    full = Trainer(tiny_config(TINY, synth_root, tmp_path / "full", extra))
+    full = build_trainer(tiny_config(TINY, synth_root, tmp_path / "full", extra))
     full.fit()
 
-    part = Trainer(tiny_config(TINY, synth_root, tmp_path / "part", extra))
+    part = build_trainer(tiny_config(TINY, synth_root, tmp_path / "part", extra))
     part.fit(stop_after_epoch=1)  # "interrupted" after epoch 1 of 3
     assert load_checkpoint(tmp_path / "part" / "last.pth")["epoch"] == 1
-    resumed = Trainer(tiny_config(TINY, synth_root, tmp_path / "part", extra), resume=True)
+    resumed = build_trainer(tiny_config(TINY, synth_root, tmp_path / "part", extra), resume=True)
     assert resumed.epoch == 1 and resumed.global_step == len(resumed.train_loader)
     resumed.fit()
 
@@ -51,11 +51,11 @@ def test_resume_reproduces_uninterrupted_run(synth_root, tiny_config, tmp_path, 
     b = load_checkpoint(tmp_path / "part" / "last.pth")
     assert a["epoch"] == b["epoch"] == 3 and a["global_step"] == b["global_step"]
     _assert_same_state(a["model"], b["model"])
-    assert a["scheduler"] == b["scheduler"] and a["best_ap"] == b["best_ap"]
+    assert a["scheduler"] == b["scheduler"] and a["best"] == b["best"] and a["best"]["value"] is not None
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         _assert_same_state(pa, pb)
     # a run that does not restore the RNG state diverges (dropout): the test above can fail
-    other = Trainer(tiny_config(TINY, synth_root, tmp_path / "other", extra + ["seed=1"]))
+    other = build_trainer(tiny_config(TINY, synth_root, tmp_path / "other", extra + ["seed=1"]))
     other.fit()
     c = load_checkpoint(tmp_path / "other" / "last.pth")
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
@@ -95,18 +95,20 @@ def test_rng_state_round_trip():
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(synth_root, tiny_config, tmp_path):
+    from slimpose.engine.builders import build_topdown_task
     from slimpose.engine.checkpoint import load_checkpoint
-    from slimpose.engine.trainer import Trainer, TrainingDivergedError, build_model, build_task
+    from slimpose.engine.loop import TrainingDivergedError
+    from slimpose.engine.trainer import build_trainer
 
     torch.set_num_threads(1)
     cfg = tiny_config(TINY, synth_root, tmp_path / "nan", ["data.workers=0", "schedule.epochs=2"])
 
     class NaNAfter(torch.nn.Module):
-        """Wraps a HeatmapTask; the loss becomes NaN from the 6th call (epoch 2, iteration 2)."""
+        """Wraps a TopDownTask; the loss becomes NaN from the 6th call (epoch 2, iteration 2)."""
 
         def __init__(self, inner):
             super().__init__()
-            self.inner, self.model, self.calls = inner, inner.model, 0
+            self.inner, self.model, self.head, self.calls = inner, inner.model, inner.head, 0
 
         def forward(self, batch):
             self.calls += 1
@@ -116,8 +118,11 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(synth_root, tin
         def predict(self, images, flip_pairs=None):
             return self.inner.predict(images, flip_pairs)
 
-    task = NaNAfter(build_task(cfg, build_model(cfg, 17)))
-    trainer = Trainer(cfg, task=task)
+        def checkpoint_extras(self):
+            return {}
+
+    task = NaNAfter(build_topdown_task(cfg))
+    trainer = build_trainer(cfg, task=task)
     assert len(trainer.train_loader) == 4
     with pytest.raises(TrainingDivergedError, match=r"epoch 2, iteration 2, global step 6"):
         trainer.fit()

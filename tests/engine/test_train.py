@@ -21,10 +21,12 @@ TINY = [  # after conftest.SYNTH_DATA
 ]
 
 
-def _fixed_batch_loss(trainer) -> float:
-    task = trainer.task
+def _fixed_batch_loss(loop) -> float:
+    from slimpose.engine.hooks import EvalHook
+
+    task = loop.task
     task.eval()
-    batch = next(iter(trainer.evaluator.loader))
+    batch = next(iter(loop.hook(EvalHook).evaluator.loader))
     with torch.no_grad():
         loss, _ = task({k: v for k, v in batch.items()})
     return float(loss)
@@ -34,12 +36,12 @@ def test_tiny_tokenpose_loss_decreases(synth_root, tiny_config, tmp_path):
     from safetensors import safe_open
 
     from slimpose.engine.checkpoint import export_safetensors, load_checkpoint
-    from slimpose.engine.trainer import Trainer
+    from slimpose.engine.trainer import build_trainer
 
     torch.set_num_threads(1)
     extra = ["schedule.epochs=3", "eval_interval=3", "data.train_subset=128", "data.batch_size=16"]
     cfg = tiny_config(TINY, synth_root, tmp_path / "run", extra)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     before = _fixed_batch_loss(trainer)
     summary = trainer.fit()
     after = _fixed_batch_loss(trainer)
@@ -54,6 +56,8 @@ def test_tiny_tokenpose_loss_decreases(synth_root, tiny_config, tmp_path):
     assert any("lr" in x for x in lines) and lines[-1]["epoch"] == 3
     ckpt = load_checkpoint(run / "last.pth")
     assert ckpt["epoch"] == 3 and ckpt["global_step"] == 3 * len(trainer.train_loader)
+    assert ckpt["best"]["metric"] == "AP" and ckpt["best"]["mode"] == "max"
+    assert ckpt["best"]["value"] == summary["val_AP"] == summary["best_AP"]  # the only evaluation
     # safetensors export carries the weights and the model name / config
     out = export_safetensors(run / "last.pth", tmp_path / "w.safetensors")
     with safe_open(str(out), framework="pt") as f:
@@ -68,13 +72,13 @@ def test_tiny_tokenpose_loss_decreases(synth_root, tiny_config, tmp_path):
 def test_eval_cli_prints_ap(synth_root, tiny_config, tmp_path, capsys):
     from slimpose.cli.main import main
     from slimpose.engine.checkpoint import save_checkpoint
-    from slimpose.engine.config import config_to_dict
-    from slimpose.engine.trainer import build_model
+    from slimpose.config import config_to_dict
+    from slimpose.engine.builders import build_model
 
     cfg = tiny_config(TINY, synth_root, tmp_path / "run", ["data.val_subset=8", "flip_test=false"])
     (tmp_path / "cfg.json").write_text(json.dumps(config_to_dict(cfg)))
     torch.manual_seed(0)
-    save_checkpoint({"model": build_model(cfg, 17).state_dict()}, tmp_path / "m.pth")
+    save_checkpoint({"model": build_model(cfg).state_dict()}, tmp_path / "m.pth")
     rc = main(["eval", str(tmp_path / "cfg.json"), "--checkpoint", str(tmp_path / "m.pth"), "--json",
                "--out-dir", str(tmp_path / "ev")])
     assert rc == 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slimpose.models.hrnet import HRNet, hrnet_w32_backbone, hrnet_w48_backbone
-from slimpose.models.layers import BasicBlock, Bottleneck, HeatmapHead, make_res_layer
+from slimpose.models.layers import BasicBlock, Bottleneck, DeconvHead, make_res_layer
 from slimpose.models.resnet import ResNet, resnet50
 from slimpose.models.stemnet import StemNet, stemnet
 
@@ -44,17 +44,17 @@ def test_blocks_shapes_and_stride_on_3x3():
 
 
 def test_heatmap_head_deconv_keys():
-    head = HeatmapHead(64, 5, num_deconv_layers=2, deconv_channels=32, deconv_kernel=4)
+    head = DeconvHead(64, 5, num_deconv_layers=2, deconv_channels=32, deconv_kernel=4)
     keys = shapes(head)
     assert keys["deconv_layers.0.weight"] == (64, 32, 4, 4)
     assert keys["deconv_layers.3.weight"] == (32, 32, 4, 4)
     assert keys["final_layer.weight"] == (5, 32, 1, 1) and keys["final_layer.bias"] == (5,)
     assert tuple(head(torch.randn(1, 64, 3, 4)).shape) == (1, 5, 12, 16)
     for k in (2, 3):
-        h = HeatmapHead(8, 2, num_deconv_layers=1, deconv_channels=8, deconv_kernel=k)
+        h = DeconvHead(8, 2, num_deconv_layers=1, deconv_channels=8, deconv_kernel=k)
         assert tuple(h(torch.randn(1, 8, 3, 4)).shape) == (1, 2, 6, 8)
     with pytest.raises(ValueError):
-        HeatmapHead(8, 2, num_deconv_layers=1, deconv_kernel=5)
+        DeconvHead(8, 2, num_deconv_layers=1, deconv_kernel=5)
 
 
 def test_stemnet_shape_params_keys():

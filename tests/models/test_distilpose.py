@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from slimpose.models.distilpose import (
-    DeepPose,
-    DistilPose,
-    deeppose_res50,
-    distilpose_l,
-    distilpose_s,
-    instance_score,
-    keypoint_scores,
-    predict_regression,
-)
+from slimpose.heads.regression import RegressionHead, keypoint_scores
+from slimpose.models.base import TokenFeatures
+from slimpose.models.distilpose import DeepPose, DistilPose, deeppose_res50, distilpose_l, distilpose_s
 from slimpose.models.stemnet import StemNet
 
 torch.set_num_threads(1)
@@ -32,20 +26,10 @@ def test_distilpose_s_params_and_flops_match_published():
     from slimpose.engine.complexity import count_flops
 
     flops = count_flops(model, input_size=(192, 256))
-    gmacs = _conv_linear_gflops(flops)
-    assert abs(gmacs - 2.38) / 2.38 < 0.05, gmacs
-
-
-def _conv_linear_gflops(flops) -> float:
-    """Accept either a number (GFLOPs) or a report object/dict from engine.complexity.count_flops."""
-    if isinstance(flops, (int, float)):
-        return float(flops)
-    for key in ("conv_linear_gflops", "gflops"):
-        if isinstance(flops, dict) and key in flops:
-            return float(flops[key])
-        if hasattr(flops, key):
-            return float(getattr(flops, key))
-    raise AssertionError(f"unexpected count_flops result {flops!r}")
+    # conv + linear MACs (the papers' convention): 2.38 G published; the official definition measured
+    # with the same counter gives 2.361 (docs/model_zoo.md)
+    assert flops["gflops"] == pytest.approx(flops["conv"] + flops["linear"])
+    assert flops["gflops"] == pytest.approx(2.361, abs=0.01)
 
 
 def test_distilpose_l_params_match_published():
@@ -56,20 +40,21 @@ def test_distilpose_l_params_match_published():
 def test_output_convention_and_tokens():
     torch.manual_seed(0)
     model = distilpose_s(input_size=(96, 128), depth=2).eval()
-    assert model.output_kind == "regression"
+    assert model.head_class is RegressionHead and model.input_spec.shape(2) == (2, 3, 128, 96)
     x = torch.randn(2, 3, 128, 96)
-    out, kpt, vis = model.forward_with_tokens(x)
+    features = model.forward_features(x)
+    assert isinstance(features, TokenFeatures) and features.index is None
+    kpt, vis = features.keypoint_tokens, features.visual_tokens
+    out = model.forward_head(features)
     assert out.shape == (2, 17, 5) and kpt.shape == (2, 17, 192) and vis.shape == (2, 64, 192)
-    assert torch.allclose(model(x), out)
+    assert torch.equal(model(x), out) and torch.equal(features.head_input, kpt)
     assert ((out[..., :2] > 0) & (out[..., :2] < 1)).all()
     assert (out[..., 3:] > 0).all()
-    kt, vt = model.forward_tokens(x)
-    assert torch.equal(kt, kpt) and torch.equal(vt, vis)
 
 
 def test_deeppose_res50_output():
     model = deeppose_res50(num_keypoints=5).eval()
-    assert isinstance(model, DeepPose) and model.output_kind == "regression"
+    assert isinstance(model, DeepPose) and model.head_class is RegressionHead
     out = model(torch.randn(1, 3, 64, 64))
     assert out.shape == (1, 5, 5) and (out[..., 3:] > 0).all()
 
@@ -80,8 +65,6 @@ def test_scores_constant_vs_confidence_and_eq3():
     assert keypoint_scores(out, "constant").tolist() == [[1.0, 1.0]]
     with pytest.raises(ValueError):
         keypoint_scores(out, "bogus")
-    s = instance_score(torch.tensor([[0.3, 0.9]]), torch.tensor([0.5]))
-    assert s.item() == pytest.approx(0.5 * 0.6)
 
 
 class _FixedModel(torch.nn.Module):
@@ -103,13 +86,14 @@ def test_predict_flip_test_swaps_pairs_and_averages():
     img = -torch.ones(1, 3, 8, 10)
     img[..., 0] = 1.0  # left column positive: after flip(-1) pixel [0, 0] is negative
     model = _FixedModel()
-    kp, sc = predict_regression(model, img)
-    assert torch.allclose(kp[0], torch.tensor([[2.5, 2.4], [6.0, 4.0]]))
-    kp, sc = predict_regression(model, img, flip_pairs=[(0, 1)], flip_test=True)
+    head = RegressionHead((10, 8), score_source="confidence")
+    kp, sc = head.predict(model, img)
+    np.testing.assert_allclose(kp[0], [[2.5, 2.4], [6.0, 4.0]], atol=1e-6)
+    kp, sc = head.predict(model, img, flip_pairs=[(0, 1)])
     # mirrored prediction, partners swapped: kp0 <- (0.10, 0.3) -> x = 9 - 1 = 8; kp1 <- (0.70, 0.5) -> 2
-    assert torch.allclose(kp[0], torch.tensor([[(2.5 + 8.0) / 2, 2.4], [(6.0 + 2.0) / 2, 4.0]]))
+    np.testing.assert_allclose(kp[0], [[(2.5 + 8.0) / 2, 2.4], [(6.0 + 2.0) / 2, 4.0]], atol=1e-5)
     assert sc[0].tolist() == pytest.approx([(0.4 + 0.6) / 2, (0.8 + 0.2) / 2])
-    _, sc_const = predict_regression(model, img, flip_pairs=[(0, 1)], flip_test=True, score_source="constant")
+    _, sc_const = RegressionHead((10, 8), score_source="constant").predict(model, img, flip_pairs=[(0, 1)])
     assert sc_const.tolist() == [[1.0, 1.0]]
 
 

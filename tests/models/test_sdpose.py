@@ -32,7 +32,8 @@ def test_single_pass_equals_first_cycle_exactly():
     with torch.no_grad():
         cycles = model.forward_cycles(x)
         single = model(x)
-        kpt, vis = model.forward_tokens(x)
+        features = model.forward_features(x)
+        kpt, vis = features.keypoint_tokens, features.visual_tokens
     assert len(cycles) == 3
     assert torch.equal(single, cycles[0][0])
     assert torch.equal(kpt, cycles[0][1]) and torch.equal(vis, cycles[0][2])
@@ -100,7 +101,7 @@ def test_position_embedding_between_cycles():
         # official: cycle 2 = transformer.run(cycle-1 tokens) with no re-add at its layer 0
         t = official.transformer
         tokens1 = t.run(t.embed(official.backbone(x)))
-        assert torch.equal(t.run(tokens1), torch.cat((a[1][1], a[1][2]), dim=1))
+        assert torch.equal(t.run(tokens1).x, torch.cat((a[1][1], a[1][2]), dim=1))
 
 
 def test_sdpose_reg_output_and_keys():

@@ -1,13 +1,16 @@
-"""Facts of the shared token transformer (official TokenPose/DistilPose/SDPose design)."""
+"""Facts of the shared token transformer (official TokenPose/DistilPose/SDPose design) and its parts."""
 
 import math
 
 import pytest
 import torch
 
-from slimpose.models.heads import TokenHeatmapHead, uses_hidden_layer
-from slimpose.models.token_transformer import (
+from slimpose.models.head_layers import TokenHeatmapHead, uses_hidden_layer
+from slimpose.models.transformer import (
     Attention,
+    PatchEmbed,
+    TokenBlock,
+    Tokens,
     TokenStack,
     TokenTransformer,
     attention_explicit,
@@ -105,10 +108,13 @@ def test_sine_full_readds_pos_before_later_layers_only():
     torch.manual_seed(0)
     t = _tiny(depth=3)
     feats = torch.randn(2, 4, 8, 6)
-    x0 = t.embed(feats)
+    x0 = t.embed(feats).x
     # embed: keypoint tokens first, pos added to visual tokens only
     kpt_expected = t.keypoint_token.expand(2, -1, -1)
-    vis_expected = t.patch_embed(patchify(feats, (4, 3))) + t.pos_embed
+    # the patch embedding is a Linear over the (p1, p2, c) patches (official ``patch_to_embedding``)
+    embedded = torch.nn.functional.linear(patchify(feats, (4, 3)), t.patch_embed.weight, t.patch_embed.bias)
+    assert torch.equal(t.patch_embed(feats), embedded)
+    vis_expected = embedded + t.pos_embed
     assert torch.allclose(x0[:, :3], kpt_expected) and torch.allclose(x0[:, 3:], vis_expected, atol=1e-6)
     # official loop: for idx>0: x[:, K:] += pos (in place)
     x = x0.clone()
@@ -116,33 +122,36 @@ def test_sine_full_readds_pos_before_later_layers_only():
         if idx > 0:
             x[:, 3:] += t.pos_embed
         x = layer(x)
-    kpt, vis = t(feats)
-    assert torch.allclose(torch.cat([kpt, vis], 1), x, atol=1e-6)
+    out = t(feats)
+    assert torch.allclose(out.x, x, atol=1e-6)
+    kpt = out.prefix
     # 'sine' (input only) differs from 'sine-full'
     s = _tiny(depth=3, pos_embedding="sine")
     s.load_state_dict(t.state_dict())
-    assert not torch.allclose(s(feats)[0], kpt, atol=1e-5)
+    assert not torch.allclose(s(feats).prefix, kpt, atol=1e-5)
 
 
 def test_layers_stacks_and_cycles():
     torch.manual_seed(0)
     t = _tiny(depth=2, num_stacks=2)
-    x = t.embed(torch.randn(1, 4, 8, 6))
-    layers = t.run_stack(x, 0, return_layers=True)
-    assert len(layers) == 2 and torch.equal(layers[-1], t.run_stack(x, 0))
+    feats = torch.randn(1, 4, 8, 6)
+    x = t.embed(feats)
+    layers: list = []
+    first = t.stacks[0](x, t.readd_pos, layers)
+    assert len(layers) == 2 and torch.equal(layers[-1], first.x)
     stacks = t.run_stacks(x)
-    assert len(stacks) == 2 and torch.allclose(stacks[-1], t.run(x))
-    cycles = t.run_cycles(x, 2)
-    assert len(cycles) == 2 and torch.allclose(cycles[1], t.run(t.run(x)), atol=1e-6)
-    assert not torch.allclose(cycles[0], cycles[1])
-    kpt, vis = t.split(cycles[0])
-    assert kpt.shape == (1, 3, 16) and vis.shape == (1, 4, 16)
+    assert len(stacks) == 2 and torch.equal(stacks[-1].x, t.run(x).x)
+    final, inter = t.forward_intermediates(feats, [0, -1])
+    assert len(inter) == 2 and torch.equal(inter[-1], final.x) and torch.equal(inter[0], layers[0])
+    with pytest.raises(IndexError):
+        t.forward_intermediates(feats, [4])
+    assert final.prefix.shape == (1, 3, 16) and final.visual.shape == (1, 4, 16)
 
 
 def test_gradients_reach_tokens_and_not_the_frozen_embedding():
     t = _tiny()
-    kpt, vis = t(torch.randn(2, 4, 8, 6))
-    (kpt.sum() + vis.sum()).backward()
+    out = t(torch.randn(2, 4, 8, 6))
+    (out.prefix.sum() + out.visual.sum()).backward()
     assert t.keypoint_token.grad is not None and t.keypoint_token.grad.abs().sum() > 0
     assert t.pos_embed.grad is None
 
@@ -161,3 +170,57 @@ def test_heatmap_head_branch_rule_and_layout():
     hm = one(tokens)
     flat = one.mlp(tokens)
     assert hm.shape == (2, 5, 16, 12) and torch.equal(hm[1, 3, 7, 5], flat[1, 3, 7 * 12 + 5])
+
+
+class _KeepFirstHalf(TokenBlock):
+    """A pruning block: after its own computation it keeps the visual tokens with the largest first channel
+    (half of them), with their grid positions."""
+
+    def forward_tokens(self, tokens: Tokens) -> Tokens:
+        tokens = super().forward_tokens(tokens)
+        n = tokens.visual.shape[1]
+        keep = tokens.visual[..., 0].topk(n // 2, dim=1).indices.sort(dim=1).values
+        return tokens.keep(keep)
+
+
+def test_positions_follow_the_tokens_that_a_block_keeps():
+    """A block class plugged into the stack drops tokens; the re-added sine embedding of the next blocks is
+    gathered at the kept tokens' grid positions: the pruned stack equals running the later blocks on the
+    kept tokens with their own rows of the embedding."""
+    torch.manual_seed(0)
+    pruned = _tiny(depth=3, block_fn=_KeepFirstHalf, feature_size=(12, 8), patch_size=(2, 2))
+    feats = torch.randn(2, 4, 8, 12)
+    out = pruned(feats)
+    assert out.visual.shape == (2, 24 // 8, 16)  # 24 grid tokens halved by each of the 3 blocks
+    assert out.index.shape == (2, 3) and (out.index.diff(dim=1) > 0).all()  # kept in grid order
+    # by hand: block 0 on all tokens, keep; re-add pos at the kept positions; block 1; keep; ...
+    pos = pruned.pos_embed
+    t = pruned.embed(feats)
+    for i, blk in enumerate(pruned.stacks[0].layers):
+        if i > 0:
+            x = t.x.clone()
+            x[:, 3:] = x[:, 3:] + pos[0][t.positions()]
+            t = Tokens(x, 3, t.index)
+        t = blk.forward_tokens(t)
+    assert torch.equal(t.index, out.index) and torch.allclose(t.x, out.x, atol=1e-6)
+    # with every token kept the index-gathered embedding is the plain one
+    full = Tokens(torch.zeros(2, 3 + 24, 16), 3, torch.arange(24).expand(2, 24))
+    assert torch.equal(full.add_positions(pos).x, Tokens(full.x, 3).add_positions(pos).x)
+
+
+def test_image_patch_embedding_feeds_the_same_blocks():
+    """A plain ViT (image patches, no keypoint tokens) runs on the same block stack."""
+    torch.manual_seed(0)
+    embed = PatchEmbed((24, 32), patch_size=(8, 8), dim=16)
+    assert embed.grid_size == (3, 4) and embed.num_patches == 12
+    images = torch.randn(2, 3, 32, 24)
+    tokens = embed(images)
+    assert tokens.shape == (2, 12, 16)
+    # row-major patch order: patch (row 1, col 2) is the conv output at that grid cell
+    conv = embed.proj(images)
+    assert torch.allclose(tokens[:, 1 * 3 + 2], conv[:, :, 1, 2], atol=1e-6)
+    stack = TokenStack(16, depth=2, num_heads=2)
+    out = stack(Tokens(tokens, 0))
+    assert out.x.shape == (2, 12, 16) and out.prefix.shape == (2, 0, 16)
+    padded = PatchEmbed((192, 256), patch_size=(16, 16), dim=16, padding=2)  # ViTPose's patch embedding
+    assert padded.grid_size == (12, 16) and padded(torch.randn(1, 3, 256, 192)).shape == (1, 192, 16)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from slimpose.engine.complexity import param_breakdown
+from slimpose.heads import HeatmapHead
 from slimpose.models import MODELS, create_model
 from slimpose.models.tokenpose import (
     distilpose_teacher,
@@ -32,17 +33,21 @@ SMALL = (96, 128)  # (w, h): stride-4 features 24 x 32, heatmaps 24 x 32
 def test_forward_contract_small(factory, depth_kw, num_tokens):
     torch.manual_seed(0)
     model = factory(num_keypoints=5, input_size=SMALL, **depth_kw).eval()
-    assert model.output_kind == "heatmap" and model.num_keypoints == 5
+    assert model.head_class is HeatmapHead and model.num_keypoints == 5
     assert model.input_size == SMALL and model.heatmap_size == (24, 32)
     x = torch.randn(2, 3, 128, 96)
     with torch.no_grad():
         hm = model(x)
-        hm2, kpt, vis = model.forward_with_tokens(x)
-        kpt2, vis2 = model.forward_tokens(x)
+        features = model.forward_features(x)
+        hm2 = model.forward_head(features)
+        layers = model.forward_intermediates(x)
+    kpt, vis = features.keypoint_tokens, features.visual_tokens
     assert hm.shape == (2, 5, 32, 24)
     assert kpt.shape == (2, 5, 192) and vis.shape == (2, num_tokens, 192)
-    assert torch.allclose(hm, hm2) and torch.allclose(kpt, kpt2) and torch.allclose(vis, vis2)
-    assert torch.isfinite(hm).all()
+    assert torch.equal(hm, hm2) and torch.isfinite(hm).all()
+    # one output per block of every stack; the last one is the final token sequence
+    assert len(layers) == model.transformer.num_stacks * model.transformer.depth
+    assert torch.equal(layers[-1], torch.cat([kpt, vis], dim=1))
 
 
 def test_wrong_input_size_is_a_clear_error():

@@ -11,16 +11,13 @@ import sys
 
 import torch
 
-DEFAULT_INPUT_SIZE = (192, 256)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model name (see slimpose.models.MODELS)")
     parser.add_argument("--batch", type=int, default=32, help="large batch for latency/throughput")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
         "--input-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-        help="input width and height (default: the model's, 192 256)",
+        help="input width and height (default: the factory's, 192 256)",
     )
     parser.add_argument("--num-keypoints", type=int, default=17)
     parser.add_argument("--no-timing", action="store_true", help="counts only; latency keys are null")
@@ -52,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input_size is not None:
         kwargs["input_size"] = tuple(args.input_size)
     model = create_model(args.model, **kwargs)
-    size = tuple(args.input_size or getattr(model, "input_size", None) or DEFAULT_INPUT_SIZE)
+    size = tuple(model.input_spec.size)
     result = benchmark_model(
         model,
-        input_size=size,
         device=args.device,
         batch=args.batch,
         timing=not args.no_timing,
@@ -63,18 +59,19 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         repeats_large=args.repeats_large,
     )
-    result = {"model": args.model, "threads": torch.get_num_threads(), **result}
+    result = {"model": args.model, "head": model.head_class.__name__, "threads": torch.get_num_threads(),
+              **result}
     if args.onnxruntime and not args.no_timing:
         from slimpose.export import onnxruntime_latency
 
-        ort = onnxruntime_latency(model, size, batch=1, repeats=args.repeats, warmup=args.warmup,
-                                  threads=args.threads)
+        ort = onnxruntime_latency(model, batch=1, repeats=args.repeats, warmup=args.warmup, threads=args.threads)
         result["ort_latency_ms_b1"] = ort["ort_latency_ms"]
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
     b = args.batch
-    print(f"{args.model} @ {size[0]}x{size[1]} (w x h), {args.device}, {result['threads']} threads")
+    print(f"{args.model} ({result['head']}) @ {size[0]}x{size[1]} (w x h), {args.device}, "
+          f"{result['threads']} threads")
     r = result
     print(f"  params                {r['params'] / 1e6:.3f} M  "
           f"(trainable {r['params_trainable'] / 1e6:.3f} M, frozen {r['params_frozen']})")

@@ -1,7 +1,8 @@
-"""``slimpose train CONFIG [--set key.sub=value ...] [--resume [CKPT]] [--work-dir DIR] [--data-root DIR]``.
+"""``slimpose train CONFIG [--set key.sub=value ...] [--teacher CKPT] [--resume [CKPT]] [--work-dir DIR]``.
 
-CONFIG is a recipe name (``slimpose.configs.all_recipes()``: heatmap models and SDPose; DistilPose students
-train with ``slimpose distill``) or a ``config.json`` written by an earlier run.
+CONFIG is a recipe name (``slimpose.config.RECIPES``: heatmap, regression, SimCC models, DistilPose and
+SDPose) or a ``config.json`` written by an earlier run. A config with a method section (``distill``,
+``sdpose``) trains through the distiller; ``--teacher`` gives a DistilPose run its teacher checkpoint.
 Multi-GPU / multi-node: ``torchrun --nproc_per_node G -m slimpose.cli.main train CONFIG ...``.
 """
 
@@ -10,21 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from slimpose.configs import DEFAULT_RECIPE, all_recipes
-from slimpose.engine.config import TrainConfig
+from slimpose.config import DEFAULT_RECIPE, RECIPES, TrainConfig
+from slimpose.utils.io import SlimposeInputError
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``train`` and ``eval``."""
+def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = DEFAULT_RECIPE) -> None:
+    """Arguments shared by ``train``, ``distill`` and ``eval``."""
     parser.add_argument(
-        "config", nargs="?", default=DEFAULT_RECIPE,
-        help=f"recipe name ({', '.join(sorted(all_recipes()))}) or a config.json file (default: {DEFAULT_RECIPE})",
+        "config", nargs="?" if default else None, default=default,
+        help=f"recipe name ({', '.join(sorted(RECIPES))}) or a config.json file"
+             + (f" (default: {default})" if default else ""),
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, e.g. --set optim.lr=0.01 --set data.input_size=96,128 "
-             "--set model.overrides.depth=2 (repeatable)",
+             "--set model.overrides.depth=2 --set distill.cs=0 (repeatable)",
     )
     parser.add_argument("--work-dir", default=None, help="output folder (sets work_dir)")
     parser.add_argument("--data-root", default=None, help="data set root folder (sets data.data_root)")
@@ -32,9 +35,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    """Recipe / file, then the shortcuts, then every ``--set`` (in order); validated."""
-    from slimpose.configs import get_config
-    from slimpose.engine.config import apply_overrides
+    """Recipe / file, then the shortcuts, then every ``--set`` (in order), then ``--teacher``; validated."""
+    from slimpose.config import apply_overrides, get_config
 
     cfg = get_config(args.config)
     sets = []
@@ -44,11 +46,23 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         sets.append(f"data.data_root={args.data_root}")
     if getattr(args, "device", None) is not None:
         sets.append(f"device={args.device}")
-    return apply_overrides(cfg, sets + list(args.overrides))
+    cfg = apply_overrides(cfg, sets + list(args.overrides))
+    teacher = getattr(args, "teacher", None)
+    if teacher:
+        if cfg.distill is None:
+            raise SlimposeInputError(f"--teacher: {args.config} has no distill section (a teacher is for "
+                                     "DistilPose runs)")
+        cfg.distill.teacher_checkpoint = str(Path(teacher).expanduser().resolve())
+    return cfg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint (.pth) of a DistilPose config")
     parser.add_argument(
         "--resume", nargs="?", const="auto", default=None, metavar="CKPT",
         help="continue from WORK_DIR/last.pth (or from CKPT)",
@@ -56,35 +70,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the final config as JSON and exit")
 
 
-def run(args: argparse.Namespace) -> int:
-    from slimpose.engine.config import config_to_dict
-    from slimpose.engine.trainer import Trainer
+def train(cfg: TrainConfig, args: argparse.Namespace) -> int:
+    from slimpose.config import config_to_dict
+    from slimpose.training import make_trainer
 
-    cfg = build_config(args)
     if args.print_config:
         print(json.dumps(config_to_dict(cfg), indent=2))
         return 0
-    from slimpose.configs.distill_recipes import DistillConfig
-    from slimpose.configs.sdpose_recipes import SDPoseConfig
-    from slimpose.utils.io import SlimposeInputError
-
-    resume = args.resume if args.resume else False
-    if isinstance(cfg, DistillConfig):
-        raise SlimposeInputError(
-            f"{args.config} is a DistilPose student config: run `slimpose distill {args.config} --teacher CKPT`"
-        )
-    if isinstance(cfg, SDPoseConfig):  # multi-cycled transformer + self-distillation (SDPose)
-        from slimpose.distillation.sdpose import sdpose_trainer
-
-        trainer = sdpose_trainer(cfg, resume=resume)
-    else:
-        trainer = Trainer(cfg, resume=resume)
+    loop = make_trainer(cfg, resume=args.resume or False)
     try:
-        summary = trainer.fit()
+        summary = loop.fit()
     finally:
-        trainer.close()
-    if trainer.is_main:
-        out = {"work_dir": str(trainer.work_dir), "best_ap": trainer.best_ap, **summary}
-        print(json.dumps(out, indent=2))
+        loop.close()
+    if loop.is_main:
+        from slimpose.engine.hooks import CheckpointHook
+
+        best = loop.hook(CheckpointHook).state_dict()
+        print(json.dumps({"work_dir": str(loop.work_dir), "best": best, **summary}, indent=2))
         sys.stdout.flush()
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return train(build_config(args), args)

@@ -6,6 +6,8 @@ integer-rounded keypoint ``floor(x / stride + 0.5)`` inside a ``2 * int(3 sigma)
 Decoding: argmax + a quarter-pixel shift towards the higher neighbour (HRNet ``get_final_preds``),
 or DARK (Zhang et al. CVPR 2020): blur with ``blur_kernel_size``, log, one 2nd-order Taylor step.
 Scores are the heatmap maxima. ``stride = input_size / heatmap_size`` (4 for 256x192 -> 64x48).
+``unbiased`` sets both by default; ``dark`` sets the decoding alone (the official TokenPose recipes train
+on plain targets and decode with DARK).
 """
 
 from __future__ import annotations
@@ -33,16 +35,19 @@ class MSRAHeatmap:
         sigma: float = 2.0,
         unbiased: bool = False,
         blur_kernel_size: int = 11,
+        dark: bool | None = None,
     ) -> None:
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
         self.sigma, self.blur_kernel_size = check_sigma_blur(sigma, blur_kernel_size)
         self.unbiased = bool(unbiased)
+        self.dark = self.unbiased if dark is None else bool(dark)
         self.scale = np.array(self.input_size, np.float32) / np.array(self.heatmap_size, np.float32)
 
     def __repr__(self) -> str:
         return (f"MSRAHeatmap(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-                f"sigma={self.sigma}, unbiased={self.unbiased}, blur_kernel_size={self.blur_kernel_size})")
+                f"sigma={self.sigma}, unbiased={self.unbiased}, dark={self.dark}, "
+                f"blur_kernel_size={self.blur_kernel_size})")
 
     def encode(self, keypoints: Any, weights: Any) -> dict[str, np.ndarray]:
         """(K, 2) crop-pixel keypoints + (K,) weights -> ``target`` (K, h, w), ``target_weight`` (K,)."""
@@ -73,7 +78,7 @@ class MSRAHeatmap:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""
         hm = check_heatmaps(heatmaps)
         locs, scores = heatmap_argmax(hm)
-        if self.unbiased:
+        if self.dark:
             locs = dark_taylor_refine(locs, dark_blur(hm, self.blur_kernel_size), floor=1e-10)
         else:
             locs = quarter_offset_refine(locs, hm)

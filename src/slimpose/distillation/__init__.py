@@ -1,1 +1,6 @@
-"""Knowledge distillation: DistilPose heatmap-to-regression (``distilpose``) and SDPose self-distillation."""
+"""Knowledge distillation: one ``Distiller`` (student + frozen teacher + weighted terms + schedule), the
+teacher's handling, and the terms of DistilPose (heatmap -> regression) and SDPose (self-distillation)."""
+
+from slimpose.distillation.distiller import Distiller, DistillTerm, StudentOutputs, TeacherOutputs
+
+__all__ = ["Distiller", "DistillTerm", "StudentOutputs", "TeacherOutputs"]

@@ -1,9 +1,11 @@
 """Training checkpoints (atomic, resumable, loadable with ``weights_only=True``) and safetensors export.
 
-A checkpoint is a dict: ``model`` (state dict of the bare model), ``optimizer``, ``scheduler``, ``scaler``,
-``epoch`` (epochs completed), ``global_step``, ``best_ap``, ``rng`` (python / numpy / torch / cuda states,
-numpy's as a tensor so that no pickled object is needed), ``config`` (the TrainConfig as a JSON dict),
-``model_name`` and ``format`` (``slimpose-checkpoint-v1``).
+A checkpoint is a dict: ``model`` (state dict of the bare model), ``task`` (model and head, e.g. a trained
+RLE flow), ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``global_step``, ``best``
+(``{"metric", "mode", "value"}`` of the best checkpoint), ``rng`` / ``rng_per_rank`` (python / numpy /
+torch / cuda states, numpy's as a tensor so that no pickled object is needed), ``config`` (the TrainConfig
+as a JSON dict), ``model_name``, ``world_size``, a distiller's ``distill`` record, and ``format``
+(``slimpose-checkpoint-v1``).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def export_safetensors(ckpt: dict[str, Any] | str | os.PathLike, out: str | os.P
     """Write the model weights of ``ckpt`` to ``out`` (safetensors, atomic).
 
     Metadata (strings only, as safetensors requires): ``model_name``, ``config`` (JSON), ``epoch``,
-    ``best_ap``, ``format``.
+    ``best`` (JSON), ``format``.
     """
     from safetensors.torch import save_file
 
@@ -121,7 +123,7 @@ def export_safetensors(ckpt: dict[str, Any] | str | os.PathLike, out: str | os.P
         "model_name": str(ckpt.get("model_name", "")),
         "config": json.dumps(ckpt.get("config", {}), sort_keys=True),
         "epoch": str(ckpt.get("epoch", "")),
-        "best_ap": str(ckpt.get("best_ap", "")),
+        "best": json.dumps(ckpt.get("best") or {}, sort_keys=True),
     }
     out = Path(out)
     with atomic_path(out) as tmp:

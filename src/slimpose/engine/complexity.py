@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from slimpose.models.spec import input_spec_of
+
 _CONV_OPS = ("convolution", "_convolution", "cudnn_convolution", "convolution_overrideable")
 _LINEAR_OPS = ("addmm", "mm")
 _ATTENTION_OPS = ("bmm", "baddbmm")
@@ -77,13 +79,10 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _input_size(model: nn.Module, input_size: tuple[int, int] | None) -> tuple[int, int]:
-    if input_size is not None:
-        return (int(input_size[0]), int(input_size[1]))
-    size = getattr(model, "input_size", None)
-    if size is None:
-        raise ValueError(f"{type(model).__name__} has no input_size attribute: pass input_size=(w, h)")
-    return (int(size[0]), int(size[1]))
+def _example(model: nn.Module, input_size: tuple[int, int] | None, batch: int,
+             device: torch.device | str) -> torch.Tensor:
+    """A random input of ``batch`` samples from the model's input spec (or images of ``input_size``)."""
+    return input_spec_of(model, input_size).example(batch, device=device)
 
 
 @contextlib.contextmanager
@@ -99,13 +98,13 @@ def _eval_mode(model: nn.Module):
 def count_flops(
     model: nn.Module, input_size: tuple[int, int] | None = None, batch: int = 1
 ) -> dict[str, Any]:
-    """Multiply-accumulates (G) of one forward at ``batch x 3 x h x w`` (``input_size`` = (w, h)).
+    """Multiply-accumulates (G) of one forward of ``batch`` inputs of the model's input spec (images of
+    ``input_size`` = (w, h) when given).
 
     Returns ``conv``, ``linear``, ``attention``, ``other`` (any other counted op), ``gflops`` (conv +
     linear) and ``gflops_with_attention`` (conv + linear + attention), all in G MACs, plus ``per_op``.
     """
-    w, h = _input_size(model, input_size)
-    x = torch.randn(batch, 3, h, w, device=_model_device(model))
+    x = _example(model, input_size, batch, _model_device(model))
     counter = FlopCounterMode(display=False, custom_mapping=_custom_flop_mapping())
     with _eval_mode(model), torch.inference_mode(), counter:
         model(x)
@@ -150,7 +149,7 @@ def measure_latency(
     repeats: int = 20,
     input_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Wall time of ``model(x)`` for a random ``batch x 3 x h x w`` input under ``inference_mode``.
+    """Wall time of ``model(x)`` for a random input of ``batch`` samples under ``inference_mode``.
 
     ``model`` is moved to ``device`` and put in eval mode. Returns ``latency_ms`` (median),
     ``latency_ms_mean``, ``latency_ms_min``, ``latency_ms_max``, ``throughput`` (images/s from the
@@ -159,9 +158,8 @@ def measure_latency(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     device = torch.device(device)
-    w, h = _input_size(model, input_size)
+    x = _example(model, input_size, batch, device)
     model = model.to(device).eval()
-    x = torch.randn(batch, 3, h, w, device=device)
     times: list[float] = []
     with torch.inference_mode():
         for _ in range(max(0, warmup)):
@@ -227,9 +225,8 @@ def measure_peak_memory(
 ) -> float:
     """Peak MB of tensor memory allocated during one forward, above the weights and the input."""
     device = torch.device(device)
-    w, h = _input_size(model, input_size)
+    x = _example(model, input_size, batch, device)
     model = model.to(device).eval()
-    x = torch.randn(batch, 3, h, w, device=device)
     with torch.inference_mode():
         model(x)  # first-call allocations (e.g. lazy workspaces) are not part of steady state
         if device.type == "cuda":
@@ -271,11 +268,12 @@ def benchmark_model(
     ``timing`` is False.
     """
     device = torch.device(device)
-    size = _input_size(model, input_size)
+    spec = input_spec_of(model, input_size)
+    size = spec.size
     model = model.to(device).eval()
     result: dict[str, Any] = {"input_size": list(size), "device": str(device), "batch": batch}
     result.update(param_breakdown(model))
-    flops = count_flops(model, size, batch=1)
+    flops = count_flops(model, input_size, batch=1)
     for key in ("conv", "linear", "attention", "gflops", "gflops_with_attention"):
         result[key] = flops[key]
     result["weights_mb"] = weights_mb(model)
@@ -284,17 +282,17 @@ def benchmark_model(
         if device.type == "cuda"
         else "torch.profiler allocation events (peak running sum during one forward)"
     )
-    result["peak_memory_mb"] = measure_peak_memory(model, 1, device, size)
+    result["peak_memory_mb"] = measure_peak_memory(model, 1, device, input_size)
     large_keys = {f"latency_ms_b{batch}", f"throughput_b{batch}", f"peak_memory_mb_b{batch}"}
     for key in ("latency_ms_b1", "latency_ms_b32", "throughput_b32", *sorted(large_keys)):
         result.setdefault(key, None)
     if timing:
-        small = measure_latency(model, 1, device, warmup, repeats, size)
+        small = measure_latency(model, 1, device, warmup, repeats, input_size)
         result["latency_ms_b1"] = small["latency_ms"]
         result["latency_ms_b1_min"] = small["latency_ms_min"]
-        big = measure_latency(model, batch, device, min(warmup, 2), repeats_large or repeats, size)
+        big = measure_latency(model, batch, device, min(warmup, 2), repeats_large or repeats, input_size)
         result[f"latency_ms_b{batch}"] = big["latency_ms"]
         result[f"latency_ms_b{batch}_min"] = big["latency_ms_min"]
         result[f"throughput_b{batch}"] = big["throughput"]
-        result[f"peak_memory_mb_b{batch}"] = measure_peak_memory(model, batch, device, size)
+        result[f"peak_memory_mb_b{batch}"] = measure_peak_memory(model, batch, device, input_size)
     return result

@@ -1,17 +1,18 @@
-"""What the engine trains: a *task* couples a model with its targets, loss and decoding.
+"""What the engine trains: a *task* couples a model with its head (targets, loss and decoding).
 
-The trainer and evaluator only use this interface (a ``torch.nn.Module``):
+The training loop and the evaluator only use this interface (a ``torch.nn.Module``):
 
-* ``task(batch) -> (loss, logs)``, also spelled ``task.loss(batch)``: ``batch`` is the collated dict of
-  ``TopDownDataset`` (``image``, ``target``, ``target_weight``, ... already on the device); ``loss`` is a
-  scalar tensor to back-propagate and ``logs`` a dict of detached scalar tensors (for the console /
-  TensorBoard). Going through ``forward`` lets DistributedDataParallel wrap the whole task.
-* ``task.predict(images, flip_pairs) -> (keypoints (B,K,2) in input-crop pixels, scores (B,K))`` as numpy
+* ``task(batch) -> (loss, logs)``: ``batch`` is the collated dict of ``TopDownDataset`` (the model input
+  under ``model.input_spec.batch_key``, the head's codec targets, ``target_weight``, ... on the device);
+  ``loss`` is a scalar tensor to back-propagate and ``logs`` a dict of detached scalar tensors. Going
+  through ``forward`` lets DistributedDataParallel wrap the whole task.
+* ``task.predict(inputs, flip_pairs) -> (keypoints (B,K,2) in input-crop pixels, scores (B,K))`` as numpy
   arrays; ``flip_pairs=None`` disables the flip test.
-* ``task.model``: the deployable network (what is exported / benchmarked); ``task.train()`` / ``eval()``
-  behave as for any module (a task with a frozen teacher overrides ``train`` to keep it in eval mode).
+* ``task.model`` is the deployable network (what is exported and benchmarked), ``task.head`` its head;
+  ``task.checkpoint_extras()`` is merged into every checkpoint (a distiller records its teacher there).
 
-Distillation tasks (DistilPose regression, SDPose) implement the same two methods.
+``TopDownTask`` trains any model through its head; ``slimpose.distillation.Distiller`` is the same
+interface with a teacher and distillation terms.
 """
 
 from __future__ import annotations
@@ -25,54 +26,24 @@ from torch import nn
 FlipPairs = Sequence[tuple[int, int]]
 
 
-class HeatmapTask(nn.Module):
-    """A heatmap model trained with (OHKM-)MSE on codec targets; flip test + codec decoding at test time.
+class TopDownTask(nn.Module):
+    """A top-down pose model trained by its head's loss and decoded by its head."""
 
-    Flip test (HRNet / mmpose ``flip_test=True``): the horizontally flipped crop is run too, its heatmaps are
-    flipped back with left/right channels swapped (and shifted one pixel right when ``shift_heatmap``, as the
-    MSRA convention needs; not for UDP), and the two heatmaps are averaged before decoding.
-    """
-
-    def __init__(
-        self, model: nn.Module, codec: Any, criterion: nn.Module, shift_heatmap: bool = True
-    ) -> None:
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.codec = codec
-        self.criterion = criterion
-        self.shift_heatmap = shift_heatmap
+        self.head = head
+
+    @property
+    def input_key(self) -> str:
+        return self.model.input_spec.batch_key
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        heatmaps = self.model(batch["image"])
-        target = batch["target"]
-        if heatmaps.shape != target.shape:
-            raise ValueError(
-                f"model output {tuple(heatmaps.shape)} does not match the codec target {tuple(target.shape)} "
-                "(check data.heatmap_size against the model's heatmap_size)"
-            )
-        loss = self.criterion(heatmaps, target, batch["target_weight"])
-        return loss, {"loss_heatmap": loss.detach()}
-
-    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Same as calling the task (``forward``)."""
-        return self(batch)
+        return self.head.loss(self.model(batch[self.input_key]), batch)
 
     @torch.no_grad()
-    def predict_heatmaps(self, images: torch.Tensor, flip_pairs: FlipPairs | None = None) -> torch.Tensor:
-        """Heatmaps (B,K,h,w); with ``flip_pairs`` averaged with those of the flipped images."""
-        from slimpose.codecs.flip import flip_heatmaps_back
+    def predict(self, inputs: torch.Tensor, flip_pairs: FlipPairs | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.head.predict(self.model, inputs, flip_pairs)
 
-        heatmaps = self.model(images).float()
-        if flip_pairs is not None:
-            flipped = self.model(images.flip(-1)).float()
-            back = flip_heatmaps_back(flipped, [tuple(p) for p in flip_pairs], shift=self.shift_heatmap)
-            heatmaps = (heatmaps + back) * 0.5
-        return heatmaps
-
-    @torch.no_grad()
-    def predict(
-        self, images: torch.Tensor, flip_pairs: FlipPairs | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        heatmaps = self.predict_heatmaps(images, flip_pairs)
-        keypoints, scores = self.codec.decode(heatmaps.cpu().numpy())
-        return np.asarray(keypoints, dtype=np.float32), np.asarray(scores, dtype=np.float32)
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {}

@@ -1,7 +1,9 @@
 """Pose models and the model index.
 
 ``MODELS`` maps each published variant's name to its factory (a plain dict, written out by hand).
-Every factory takes ``num_keypoints=17, input_size=(192, 256)`` (w, h) and keyword overrides.
+Every factory takes ``num_keypoints=17, input_size=(192, 256)`` (w, h) and keyword overrides; every model
+is a ``PoseNet`` (``slimpose.models.base``): an ``input_spec``, a ``head_class`` and ``forward_features`` /
+``forward_head``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 from slimpose.models.distilpose import deeppose_res50, distilpose_l, distilpose_s
 from slimpose.models.hrnet import hrnet_w32, hrnet_w48
 from slimpose.models.sdpose import sdpose_b, sdpose_reg, sdpose_s_v1, sdpose_s_v2, sdpose_t
+from slimpose.models.simcc import simcc_res50
 from slimpose.models.simplebaseline import simplebaseline_res50, simplebaseline_res101, simplebaseline_res152
 from slimpose.models.tokenpose import (
     distilpose_teacher,
@@ -46,6 +49,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "distilpose_s": distilpose_s,
     "distilpose_l": distilpose_l,
     "sdpose_reg": sdpose_reg,
+    # coordinate classification (SimCC)
+    "simcc_res50": simcc_res50,
 }
 
 

@@ -23,20 +23,13 @@ made the official no-distillation run score AP < 0.1, yshMars/DistilPose#2).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from slimpose.models.token_transformer import (
-    TokenTransformer, backbone_feature_size, pop_backbone, pop_stem_backbone,
-)
-
-SCORE_SOURCES = ("confidence", "constant")
-REGRESSION_OUT_DIM = 5
-
-
-def activate_regression_output(raw: torch.Tensor) -> torch.Tensor:
-    """Raw (..., 5) -> [sigmoid(x), sigmoid(y), score, softplus(sx), softplus(sy)] (official 'all' mode)."""
-    return torch.cat((raw[..., 0:2].sigmoid(), raw[..., 2:3], F.softplus(raw[..., 3:5])), dim=-1)
+from slimpose.heads.regression import SCORE_SOURCES, RegressionHead
+from slimpose.models._factory import backbone_feature_size, pop_backbone, pop_stem_backbone
+from slimpose.models.base import PoseNet, TokenFeatures
+from slimpose.models.head_layers import REGRESSION_OUT_DIM, RegressionTokenHead, activate_regression_output
+from slimpose.models.transformer import TokenTransformer
 
 
 def _check_score_source(score_source: str) -> None:
@@ -44,29 +37,7 @@ def _check_score_source(score_source: str) -> None:
         raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
 
 
-def keypoint_scores(output: torch.Tensor, score_source: str) -> torch.Tensor:
-    """Per-keypoint scores (B,K) of a (B,K,5) output under ``score_source``."""
-    if score_source == "confidence":
-        return output[..., 2]
-    if score_source == "constant":
-        return torch.ones_like(output[..., 2])
-    raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
-
-
-class RegressionTokenHead(nn.Module):
-    """Keypoint tokens (B,K,D) -> activated (B,K,5) (official ``mlp_head`` = LN + Linear(D, 5))."""
-
-    def __init__(self, dim: int, out_dim: int = REGRESSION_OUT_DIM):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out_dim))
-        nn.init.trunc_normal_(self.mlp[1].weight, std=0.02)
-        nn.init.zeros_(self.mlp[1].bias)
-
-    def forward(self, keypoint_tokens: torch.Tensor) -> torch.Tensor:
-        return activate_regression_output(self.mlp(keypoint_tokens))
-
-
-class DistilPose(nn.Module):
+class DistilPose(PoseNet):
     """Backbone (stride 4) + TDE token transformer + regression token head.
 
     Args:
@@ -76,7 +47,7 @@ class DistilPose(nn.Module):
         score_source: ``"confidence"`` or ``"constant"`` (see the module doc).
     """
 
-    output_kind = "regression"
+    head_class = RegressionHead
 
     def __init__(
         self,
@@ -113,26 +84,23 @@ class DistilPose(nn.Module):
         )
         self.head = RegressionTokenHead(dim)
 
-    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(keypoint_tokens (B,K,D), visual_tokens (B,N,D)) of the last TDE layer."""
-        return self.transformer(self.backbone(images))
+    def forward_features(self, images: torch.Tensor) -> TokenFeatures:
+        """Keypoint and visual tokens of the last TDE layer."""
+        tokens = self.transformer(self.backbone(images))
+        return TokenFeatures(tokens.prefix, tokens.visual, tokens.prefix, tokens.index)
 
-    def forward_with_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        kpt, vis = self.forward_tokens(images)
-        return self.head(kpt), kpt, vis
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_tokens(images)[0])
+    def forward_head(self, features: TokenFeatures) -> torch.Tensor:
+        return self.head(features.head_input)
 
 
-class DeepPose(nn.Module):
+class DeepPose(PoseNet):
     """DeepPose-style CNN regressor (Toshev & Szegedy 2014; DistilPose Table 6 student).
 
     Backbone -> global average pooling -> Linear(C, K*5) -> the same activated (B,K,5) output as
     ``DistilPose``. Has no tokens: it can only be distilled with Simulated Heatmaps (+ L_CS).
     """
 
-    output_kind = "regression"
+    head_class = RegressionHead
 
     def __init__(
         self,
@@ -152,8 +120,11 @@ class DeepPose(nn.Module):
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.backbone(images)).flatten(1)
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.pool(features).flatten(1)
         raw = self.fc(x).reshape(x.shape[0], self.num_keypoints, REGRESSION_OUT_DIM)
         return activate_regression_output(raw)
 
@@ -195,49 +166,3 @@ def deeppose_res50(
 
     backbone = pop_backbone(overrides, resnet50)
     return DeepPose(backbone, num_keypoints, input_size, **overrides)
-
-
-def _flip_permutation(flip_pairs, num_keypoints: int) -> list[int]:
-    perm = list(range(num_keypoints))
-    for a, b in flip_pairs or ():
-        perm[a], perm[b] = b, a
-    return perm
-
-
-@torch.no_grad()
-def predict_regression(
-    model: nn.Module,
-    images: torch.Tensor,
-    flip_pairs=None,
-    flip_test: bool = False,
-    score_source: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keypoints (B,K,2) in input-crop pixels and keypoint scores (B,K) of a (B,K,5) regression model.
-
-    Pixels are ``x * w, y * h`` of the input (the ``RegressionLabel`` normalisation). With
-    ``flip_test`` the mirrored image is also run; its keypoints are mirrored back
-    (``x -> (w - 1) - x``, the pixel flip of the crop, left/right partners swapped) and averaged with
-    the plain ones, and so are the scores (official ``fliplr_regression`` + score averaging).
-    ``score_source`` defaults to the model's own ``score_source`` attribute.
-    """
-    source = score_source or getattr(model, "score_source", "confidence")
-    b, _, h, w = images.shape
-    size = images.new_tensor([w, h])
-    out = model(images)
-    keypoints = out[..., :2] * size
-    scores = keypoint_scores(out, source)
-    if flip_test:
-        from slimpose.codecs.flip import flip_coordinates_back
-
-        out_f = model(images.flip(-1))
-        scores_f = keypoint_scores(out_f, source)[:, _flip_permutation(flip_pairs, out_f.shape[1])]
-        kp_f = flip_coordinates_back(out_f[..., :2] * size, [tuple(p) for p in flip_pairs or ()], w)
-        keypoints = 0.5 * (keypoints + kp_f)
-        scores = 0.5 * (scores + scores_f)
-    return keypoints, scores
-
-
-def instance_score(keypoint_scores_: torch.Tensor, box_scores: torch.Tensor | None = None) -> torch.Tensor:
-    """DistilPose Eq. 3: ``s_human = s_bbox * mean_k(s_k)`` for (B,K) keypoint scores -> (B,)."""
-    s = keypoint_scores_.mean(dim=-1)
-    return s if box_scores is None else s * box_scores.to(s)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from slimpose.heads.heatmap import HeatmapHead
+from slimpose.models.base import PoseNet
 from slimpose.models.layers import (
     BasicBlock,
     Bottleneck,
-    HeatmapHead,
+    DeconvHead,
     ResBlock,
     batch_norm,
     check_input_divisible,
@@ -254,27 +256,31 @@ def hrnet_w48_backbone(num_stages: int = 4, **kwargs) -> HRNet:
     return HRNet(width=48, num_stages=num_stages, **kwargs)
 
 
-class HRNetPose(nn.Module):
+class HRNetPose(PoseNet):
     """Top-down heatmap HRNet: backbone highest-resolution branch + conv1x1 ``final_layer`` (width -> K).
 
     State-dict keys follow mmpose 0.x ``TopDown``: ``backbone.*`` and ``keypoint_head.final_layer.*``
     (``convert_official_hrnet_state_dict`` maps the deep-high-resolution-net layout onto these).
     """
 
-    output_kind = "heatmap"
+    head_class = HeatmapHead
 
     def __init__(self, backbone: HRNet, num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256)):
         super().__init__()
         self.backbone = backbone
-        self.keypoint_head = HeatmapHead(backbone.out_channels, num_keypoints, num_deconv_layers=0)
+        self.keypoint_head = DeconvHead(backbone.out_channels, num_keypoints, num_deconv_layers=0)
         self.num_keypoints = num_keypoints
         self.output_stride = backbone.stride
         self.input_size = tuple(input_size)
         self.heatmap_size = (input_size[0] // self.output_stride, input_size[1] // self.output_stride)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4)."""
-        return self.keypoint_head(self.backbone(images))
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) -> the highest-resolution branch (B, width, H/4, W/4)."""
+        return self.backbone(images)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features -> heatmaps (B, K, H/4, W/4)."""
+        return self.keypoint_head(features)
 
 
 def convert_official_hrnet_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Building blocks shared by every CNN in slimpose: convolutions, residual blocks, heatmap head, init.
+"""Building blocks shared by every CNN in slimpose: convolutions, residual blocks, deconv head, init.
 
 Attribute names follow torchvision / the official HRNet code (``conv1, bn1, conv2, bn2, conv3, bn3,
 downsample``) so that official state dicts load without renaming.
@@ -109,8 +109,8 @@ def _deconv_padding(kernel_size: int) -> tuple[int, int]:
     raise ValueError(f"deconv kernel size must be 2, 3 or 4, got {kernel_size}")
 
 
-class HeatmapHead(nn.Module):
-    """Top-down heatmap head: ``num_deconv_layers`` x (ConvTranspose2d s2 + BN + ReLU), then a 1x1 conv.
+class DeconvHead(nn.Module):
+    """Top-down heatmap output layers: ``num_deconv_layers`` x (ConvTranspose2d s2 + BN + ReLU), then a 1x1 conv.
 
     SimpleBaseline (Xiao et al. ECCV 2018) uses 3 deconvs of 256 channels; HRNet uses none.
     Key names follow mmpose 0.x ``TopdownHeatmapSimpleHead``: ``deconv_layers.{0,1,3,4,6,7}``,

@@ -28,11 +28,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from slimpose.models.distilpose import DistilPose, RegressionTokenHead
+from slimpose.heads.regression import RLEHead
+from slimpose.models._factory import pop_backbone, pop_stem_backbone
+from slimpose.models.base import TokenFeatures
+from slimpose.models.distilpose import DistilPose
+from slimpose.models.head_layers import RegressionTokenHead, rle_activation
 from slimpose.models.hrnet import HRNet, hrnet_w32_backbone
 from slimpose.models.layers import Bottleneck, init_normal_, make_res_layer
-from slimpose.models.token_transformer import pop_backbone, pop_stem_backbone
 from slimpose.models.tokenpose import TokenPose
+from slimpose.models.transformer import Tokens
 
 CycleOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -51,53 +55,37 @@ class MultiCycleMixin:
     read_cycle: int
     readd_pos_between_cycles: bool
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> input tokens ``(B, K+N, D)`` (backbone, patch embedding, keypoint tokens, position)."""
+    def embed(self, images: torch.Tensor) -> Tokens:
+        """Images -> input tokens (backbone, patch embedding, keypoint tokens, position)."""
         check = getattr(self, "_check_images", None)
         if check is not None:
             check(images)
         return self.transformer.embed(self.backbone(images))
 
-    def run_cycles(self, tokens: torch.Tensor, num_cycles: int) -> list[torch.Tensor]:
-        """Apply the shared transformer ``num_cycles`` times; the token sequence after each cycle."""
+    def run_cycles(self, tokens: Tokens, num_cycles: int) -> list[Tokens]:
+        """Apply the shared transformer ``num_cycles`` times; the tokens after each cycle."""
         if num_cycles < 1:
             raise ValueError(f"num_cycles must be >= 1, got {num_cycles}")
         t = self.transformer
         pos = t.readd_pos
         outs = []
-        x = tokens
         for c in range(num_cycles):
             if c > 0 and self.readd_pos_between_cycles and pos is not None:
-                k = t.num_keypoints
-                x = torch.cat((x[:, :k], x[:, k:] + pos), dim=1)
-            x = t.run(x)
-            outs.append(x)
+                tokens = tokens.add_positions(pos)
+            tokens = t.run(tokens)
+            outs.append(tokens)
         return outs
 
     def forward_cycles(self, images: torch.Tensor, num_cycles: int | None = None) -> list[CycleOutput]:
         """``[(output, keypoint_tokens, visual_tokens)]`` for cycles 1..``num_cycles`` (default: all)."""
         n = self.num_cycles if num_cycles is None else int(num_cycles)
-        outs = []
-        for x in self.run_cycles(self.embed(images), n):
-            kpt, vis = self.transformer.split(x)
-            outs.append((self.head(kpt), kpt, vis))
-        return outs
+        return [(self.head(t.prefix), t.prefix, t.visual) for t in self.run_cycles(self.embed(images), n)]
 
-    def _read(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.run_cycles(self.embed(images), self.read_cycle + 1)[-1]
-        return self.transformer.split(x)
-
-    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keypoint and visual tokens of the read cycle (only the cycles up to it are run)."""
-        return self._read(images)
-
-    def forward_with_tokens(self, images: torch.Tensor) -> CycleOutput:
-        kpt, vis = self._read(images)
-        return self.head(kpt), kpt, vis
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """The inference path: output of cycle ``read_cycle`` (one transformer pass when it is 0)."""
-        return self.head(self._read(images)[0])
+    def forward_features(self, images: torch.Tensor) -> TokenFeatures:
+        """Tokens of the read cycle (only the cycles up to it are run): the inference path, one
+        transformer pass when ``read_cycle`` is 0."""
+        t = self.run_cycles(self.embed(images), self.read_cycle + 1)[-1]
+        return TokenFeatures(t.prefix, t.visual, t.prefix, t.index)
 
 
 class SDPose(MultiCycleMixin, TokenPose):
@@ -130,32 +118,14 @@ class SDPose(MultiCycleMixin, TokenPose):
         self.readd_pos_between_cycles = readd_pos_between_cycles
 
 
-def rle_activation(raw: torch.Tensor) -> torch.Tensor:
-    """Raw ``(...,5)`` -> ``[sigmoid(x), sigmoid(y), 1 - mean(sigma), sigma_x, sigma_y]``, sigma = sigmoid.
-
-    RLE's sigma is the sigmoid of the raw output, in normalised-coordinate units (official RLE /
-    ``RLESDPoseHead.inference_model``); the keypoint score is the official RLE decode ``1 - mean(sigma)``
-    (the raw third channel is not trained).
-    """
-    xy = raw[..., 0:2].sigmoid()
-    sigma = raw[..., 3:5].sigmoid()
-    score = 1.0 - sigma.mean(dim=-1, keepdim=True)
-    return torch.cat((xy, score, sigma), dim=-1)
-
-
-class RLETokenHead(RegressionTokenHead):
-    """Keypoint tokens (B,K,D) -> (B,K,5): DistilPose's ``LN + Linear(D, 5)`` (same keys), RLE activation."""
-
-    def forward(self, keypoint_tokens: torch.Tensor) -> torch.Tensor:
-        return rle_activation(self.mlp(keypoint_tokens))
-
-
 class SDPoseReg(MultiCycleMixin, DistilPose):
     """SDPose-Reg: DistilPose token-regression student + MCT, trained with RLE.
 
     ``forward(images) -> (B,K,5)`` = ``[x, y, score, sigma_x, sigma_y]`` (x, y, sigma normalised to the
     input size; score = ``1 - mean(sigma)``), see ``rle_activation``. State-dict keys equal DistilPose's.
     """
+
+    head_class = RLEHead
 
     def __init__(
         self,
@@ -170,7 +140,7 @@ class SDPoseReg(MultiCycleMixin, DistilPose):
         _check_cycles(num_cycles, read_cycle)
         distilpose_kwargs.setdefault("score_source", "confidence")
         super().__init__(backbone, num_keypoints, input_size, **distilpose_kwargs)
-        self.head = RLETokenHead(self.transformer.dim)
+        self.head = RegressionTokenHead(self.transformer.dim, activation=rle_activation)
         self.num_cycles = num_cycles
         self.read_cycle = read_cycle
         self.readd_pos_between_cycles = readd_pos_between_cycles
@@ -264,8 +234,6 @@ __all__ = [
     "SDPose",
     "SDPoseReg",
     "MultiCycleMixin",
-    "RLETokenHead",
-    "rle_activation",
     "sdpose_t",
     "sdpose_s_v1",
     "sdpose_s_v2",

@@ -9,14 +9,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimpose.models.layers import HeatmapHead, check_input_divisible
+from slimpose.heads.heatmap import HeatmapHead
+from slimpose.models.base import PoseNet
+from slimpose.models.layers import DeconvHead, check_input_divisible
 from slimpose.models.resnet import ResNet
 
 
-class SimpleBaselinePose(nn.Module):
+class SimpleBaselinePose(PoseNet):
     """ResNet C5 (stride 32) -> ``num_deconv_layers`` x2 deconvs -> K heatmaps (stride 4 with 3 deconvs)."""
 
-    output_kind = "heatmap"
+    head_class = HeatmapHead
 
     def __init__(
         self,
@@ -31,7 +33,7 @@ class SimpleBaselinePose(nn.Module):
         if backbone.return_all:
             raise ValueError("SimpleBaselinePose needs a ResNet built with return_all=False")
         self.backbone = backbone
-        self.keypoint_head = HeatmapHead(
+        self.keypoint_head = DeconvHead(
             backbone.out_channels, num_keypoints, num_deconv_layers, deconv_channels, deconv_kernel
         )
         self.num_keypoints = num_keypoints
@@ -39,10 +41,14 @@ class SimpleBaselinePose(nn.Module):
         self.input_size = tuple(input_size)
         self.heatmap_size = (input_size[0] // self.output_stride, input_size[1] // self.output_stride)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4) (with the default 3 deconvs)."""
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) -> ResNet C5 features (B, C, H/32, W/32)."""
         check_input_divisible(images, self.backbone.stride, f"SimpleBaseline-ResNet{self.backbone.depth}")
-        return self.keypoint_head(self.backbone(images))
+        return self.backbone(images)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """C5 features -> heatmaps (B, K, H/4, W/4) (with the default 3 deconvs)."""
+        return self.keypoint_head(features)
 
 
 def _simplebaseline(

@@ -12,15 +12,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimpose.models.heads import TokenHeatmapHead
+from slimpose.heads.heatmap import HeatmapHead
+from slimpose.models._factory import backbone_feature_size, pop_backbone, pop_stem_backbone
+from slimpose.models.base import PoseNet, TokenFeatures
+from slimpose.models.head_layers import TokenHeatmapHead
 from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
-from slimpose.models.token_transformer import (
-    PosEmbedding, TokenTransformer, backbone_feature_size, pop_backbone, pop_stem_backbone,
-)
+from slimpose.models.transformer import PosEmbedding, TokenTransformer
 
 
-class TokenPose(nn.Module):
-    """Backbone + token transformer + heatmap head; ``forward(images) -> heatmaps (B,K,h,w)``.
+class TokenPose(PoseNet):
+    """Backbone + token transformer + heatmap layer; ``forward(images) -> heatmaps (B,K,h,w)``.
 
     Args:
         backbone: module with ``out_channels`` and ``stride`` returning one feature map.
@@ -31,7 +32,7 @@ class TokenPose(nn.Module):
         Remaining arguments go to ``TokenTransformer`` / ``TokenHeatmapHead``.
     """
 
-    output_kind = "heatmap"
+    head_class = HeatmapHead
 
     def __init__(
         self,
@@ -84,32 +85,25 @@ class TokenPose(nn.Module):
                 f"got {tuple(images.shape)}"
             )
 
-    def _tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (head input, final keypoint tokens, final visual tokens)."""
+    def forward_features(self, images: torch.Tensor) -> TokenFeatures:
+        """Final keypoint / visual tokens and the head input (TokenPose-L: the three stacks' keypoint
+        tokens concatenated)."""
         self._check_images(images)
-        x = self.transformer.embed(self.backbone(images))
+        tokens = self.transformer.embed(self.backbone(images))
         if self.fuse_stacks:
-            outs = self.transformer.run_stacks(x)
-            k = self.num_keypoints
-            head_in = torch.cat([o[:, :k] for o in outs], dim=2)
-            kpt, vis = self.transformer.split(outs[-1])
-            return head_in, kpt, vis
-        kpt, vis = self.transformer.split(self.transformer.run(x))
-        return kpt, kpt, vis
+            outs = self.transformer.run_stacks(tokens)
+            last = outs[-1]
+            return TokenFeatures(last.prefix, last.visual, torch.cat([o.prefix for o in outs], dim=2), last.index)
+        last = self.transformer.run(tokens)
+        return TokenFeatures(last.prefix, last.visual, last.prefix, last.index)
 
-    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(keypoint_tokens (B,K,D), visual_tokens (B,N,D))`` of the last layer."""
-        _, kpt, vis = self._tokens(images)
-        return kpt, vis
+    def forward_head(self, features: TokenFeatures) -> torch.Tensor:
+        return self.head(features.head_input)
 
-    def forward_with_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(heatmaps, keypoint_tokens, visual_tokens)`` (distillation teachers)."""
-        head_in, kpt, vis = self._tokens(images)
-        return self.head(head_in), kpt, vis
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        head_in, _, _ = self._tokens(images)
-        return self.head(head_in)
+    def forward_intermediates(self, images: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """Token sequences (B, K + N, D) after the chosen blocks (0-based over all stacks; ``None``: all)."""
+        self._check_images(images)
+        return self.transformer.forward_intermediates(self.backbone(images), indices)[1]
 
 
 def tokenpose_s_v1(

@@ -2,8 +2,8 @@
 
 ``run_demo(out_dir)`` runs, on a CPU and without downloads, the DistilPose story at a small scale:
 synthetic COCO-format data (``slimpose.data.synth``), a scaled-down TokenPose heatmap teacher trained
-with the engine (``Trainer``), the same-size DistilPose-S regression student trained twice with the
-distillation engine (``slimpose.cli.distill.make_trainer``): with L_reg only (constant keypoint scores,
+with the engine, the same-size DistilPose-S regression student trained twice through the distiller
+(``slimpose.training.make_trainer`` for all three): with L_reg only (constant keypoint scores,
 DistilPose Table 4 first row) and with all four terms of Eq. 7 from that teacher. All three are scored by
 the engine's evaluator (COCO AP via pycocotools, rescoring, OKS-NMS) and benchmarked in the same run
 (params, GFLOPs = conv + linear MACs, batch-1 CPU latency). The report folder holds ``report.md``,
@@ -26,16 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from slimpose.demo.report import MODEL_KEYS, MODEL_LABELS, format_table, render_report, verdict
 from slimpose.utils.io import SlimposeInputError, load_json, write_json_atomic, write_text_atomic
 
-__all__ = ["DemoSizes", "demo_sizes", "run_demo", "MODEL_KEYS"]
+__all__ = ["DemoSizes", "demo_sizes", "run_demo", "prepare_data"]
 
-MODEL_KEYS = ("teacher", "student_nodistill", "student_distill")
-MODEL_LABELS = {
-    "teacher": "teacher (TokenPose, heatmaps)",
-    "student_nodistill": "student, no distillation (L_reg)",
-    "student_distill": "student, DistilPose (all four terms)",
-}
 DATA_STAMP = "demo_data.json"
 
 
@@ -191,8 +186,8 @@ def _common(cfg: Any, sizes: DemoSizes, data_root: Path, work_dir: Path, seed: i
 
 def teacher_config(sizes: DemoSizes, data_root: Path, work_dir: Path, seed: int, threads: int) -> Any:
     """``tokenpose_tiny_synthetic`` resized: TokenPose-S-v1 (official StemNet) with the demo's TDE shape."""
-    from slimpose.configs.recipes import tokenpose_tiny_synthetic
-    from slimpose.engine.config import ModelConfig
+    from slimpose.config import ModelConfig
+    from slimpose.config.recipes.topdown import tokenpose_tiny_synthetic
 
     cfg = tokenpose_tiny_synthetic()
     cfg.name = "demo_teacher"
@@ -204,30 +199,30 @@ def teacher_config(sizes: DemoSizes, data_root: Path, work_dir: Path, seed: int,
 def student_config(sizes: DemoSizes, data_root: Path, work_dir: Path, seed: int, threads: int,
                    teacher_checkpoint: Path | None) -> Any:
     """``distilpose_tiny_synthetic`` resized; ``teacher_checkpoint=None``: L_reg only (constant scores)."""
-    from slimpose.configs.distill_recipes import DistillParams, distilpose_tiny_synthetic
-    from slimpose.engine.config import ModelConfig
+    from slimpose.config import DistilPoseConfig, ModelConfig
+    from slimpose.config.recipes.distilpose import distilpose_tiny_synthetic
 
     cfg = distilpose_tiny_synthetic()
     overrides = {**sizes.tde, "stem_blocks": sizes.student_stem_blocks}
     cfg.model = ModelConfig(name="distilpose_s", overrides=overrides)
     if teacher_checkpoint is None:
         cfg.name = "demo_student_nodistill"
-        cfg.distill = DistillParams(teacher_model="tokenpose_s_v1", kt=0.0, vt=0.0, sh=0.0, cs=0.0)
+        cfg.distill = DistilPoseConfig(teacher_model="tokenpose_s_v1", kt=0.0, vt=0.0, sh=0.0, cs=0.0)
     else:
         cfg.name = "demo_student_distill"
-        cfg.distill = DistillParams(teacher_model="tokenpose_s_v1", teacher_overrides={},
+        cfg.distill = DistilPoseConfig(teacher_model="tokenpose_s_v1", teacher_overrides={},
                                     teacher_checkpoint=str(Path(teacher_checkpoint).resolve()))
     cfg.dark = False
     cfg.score_thr = 0.0
     return _common(cfg, sizes, data_root, work_dir, seed, threads, sizes.student_epochs)
 
 
-def ship_checkpoint(trainer: Any, path: Path) -> Path:
+def ship_checkpoint(loop: Any, path: Path) -> Path:
     """A slim copy of the final training state: weights, config, model name, distill record (no optimiser)."""
     from slimpose.engine.checkpoint import save_checkpoint
 
-    full = trainer.state_dict()
-    keep = ("model", "config", "model_name", "epoch", "global_step", "best_ap", "distill", "score_source")
+    full = loop.state_dict()
+    keep = ("model", "config", "model_name", "epoch", "global_step", "best", "distill")
     return save_checkpoint({k: full[k] for k in keep if k in full}, path)
 
 
@@ -236,31 +231,26 @@ def _metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def train_model(key: str, cfg: Any, ckpt_path: Path) -> dict[str, Any]:
-    """Train one model through the engine (``Trainer`` / ``make_trainer``), ship it, return its record."""
+    """Train one model through the engine (``make_trainer``), ship it, return its record."""
+    from slimpose.training import make_trainer
+
     t0 = time.perf_counter()
     work_dir = Path(cfg.work_dir)
     if work_dir.is_dir():
         shutil.rmtree(work_dir)  # a rerun starts clean (the engine appends to log.jsonl)
-    if key == "teacher":
-        from slimpose.engine.trainer import Trainer
-
-        trainer = Trainer(cfg)
-    else:
-        from slimpose.cli.distill import make_trainer
-
-        trainer = make_trainer(cfg)
+    loop = make_trainer(cfg)
     try:
-        summary = trainer.fit()
-        ship_checkpoint(trainer, ckpt_path)
-        model = trainer.task.model
+        summary = loop.fit()
+        ship_checkpoint(loop, ckpt_path)
+        model = loop.task.model
     finally:
-        trainer.close()
+        loop.close()
     metrics = _metrics(summary)
     if "AP" not in metrics:
         raise RuntimeError(f"{key}: the last epoch was not evaluated (summary keys: {sorted(summary)})")
     return {"model": model, "metrics": metrics, "train_seconds": time.perf_counter() - t0,
             "train_loss": summary.get("train_loss"), "checkpoint": str(ckpt_path),
-            "score_source": getattr(trainer.task, "score_source", None), "steps": trainer.global_step}
+            "score_source": getattr(loop.task.head, "score_source", None), "steps": loop.global_step}
 
 
 def benchmark(model: torch.nn.Module, input_size: tuple[int, int], repeats: int) -> dict[str, float]:
@@ -322,129 +312,6 @@ def draw_overlays(out_dir: Path, val_ann: Path, image_root: Path, checkpoints: d
     return written
 
 
-TEACHER_MIN_AP = 0.05  # below it the teacher has not learned to localize: nothing to distil
-
-
-def verdict(rows: dict[str, dict[str, Any]], smoke: bool) -> str:
-    """One honest sentence on what the numbers of this run show."""
-    if smoke:
-        return "smoke run: no conclusion on accuracy."
-    t, nd, d = (rows[k]["AP"] for k in MODEL_KEYS)
-    if t < TEACHER_MIN_AP:
-        return (f"the teacher did not learn to localize within this budget (AP {t:.3f} < {TEACHER_MIN_AP}), "
-                "so the two students cannot be told apart by distillation here; the run shows the pipeline "
-                "and the cost side (params, GFLOPs, latency). Train longer (larger `teacher_epochs` in "
-                "`slimpose.demo.DemoSizes`) for an accuracy comparison.")
-    if d - nd > 0.01:
-        return (f"the distilled student beats the one without distillation by {d - nd:+.3f} AP at the "
-                "same cost.")
-    return (f"with this budget the distilled student does not beat the one without distillation "
-            f"({d - nd:+.3f} AP).")
-
-
-def render_report(result: dict[str, Any]) -> str:
-    """``report.md``: the table, the exact scaled-down configs and the full-size equivalents."""
-    s = result["sizes"]
-    smoke = result["quick"]
-    rows = result["models"]
-    tokens = (s["input_size"][0] // 4 // s["patch_size"][1]) * (s["input_size"][1] // 4 // s["patch_size"][0])
-    lines = ["# slimpose demo: a heatmap teacher distilled into a regression student", ""]
-    if smoke:
-        lines += ["**SMOKE RUN (`--quick`)**: tiny data and 1 epoch per model; the numbers below only show "
-                  "that the pipeline runs end to end, they say nothing about accuracy.", ""]
-    lines += [
-        f"Synthetic people (`slimpose.data.synth`, seed {result['seed']}): {s['train_images']} train / "
-        f"{s['val_images']} val images of {s['image_size'][0]}x{s['image_size'][1]}, "
-        f"{result['data']['train_instances']} / {result['data']['val_instances']} labelled people"
-        f"{' (reused from an earlier run)' if result['data']['reused'] else ''}; "
-        f"COCO AP on the synthetic val split (GT boxes, flip test, pycocotools). Benchmarks on this machine "
-        f"({result['machine']['cpu_count']} CPUs, {result['threads']} torch threads, load average "
-        f"{result['machine']['loadavg_start']} at the start, {result['machine']['loadavg_end']} at the end).",
-        "",
-        "| model | AP | AP50 | params | GFLOPs | latency ms (CPU, batch 1, median / min) | train min |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key in MODEL_KEYS:
-        r = rows[key]
-        lines.append(
-            f"| {MODEL_LABELS[key]} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['params'] / 1e6:.2f}M | "
-            f"{r['gflops']:.3f} | {r['latency_ms']:.1f} / {r['latency_ms_min']:.1f} | "
-            f"{r['train_seconds'] / 60:.1f} |")
-    gain = rows["student_distill"]["AP"] - rows["student_nodistill"]["AP"]
-    lines += ["", f"**Verdict:** {verdict(rows, smoke)}"]
-    lines += [
-        "",
-        f"Distillation changes the student's AP by {gain:+.3f} at the same size and cost "
-        f"(the student needs {rows['student_distill']['gflops'] / rows['teacher']['gflops']:.0%} of the "
-        "teacher's GFLOPs). GFLOPs = conv + linear multiply-accumulates (G), attention matmuls not counted "
-        "(`slimpose.engine.complexity.count_flops`); latency = median of "
-        f"{s['latency_repeats']} forward passes at batch 1 (min: the fastest one, less sensitive to a busy "
-        "machine).",
-        "",
-        "![AP vs GFLOPs](ap_vs_gflops.png)",
-        "",
-        "## These models are scaled down",
-        "",
-        f"All three share the token transformer shape dim {s['dim']}, depth {s['depth']}, "
-        f"{s['num_heads']} heads, "
-        f"patch {s['patch_size'][0]}x{s['patch_size'][1]} on the stride-4 feature map "
-        f"(input {s['input_size'][0]}x{s['input_size'][1]} (w x h), heatmaps "
-        f"{s['input_size'][0] // 4}x{s['input_size'][1] // 4}, "
-        f"{tokens} "
-        "visual tokens), so that the token terms L_KT / L_VT apply:",
-        "",
-    ]
-    for key in MODEL_KEYS:
-        c = result["configs"][key]
-        lines.append(f"* `{key}`: `{c['model']['name']}` with overrides `{c['model']['overrides']}`, "
-                     f"{c['schedule']['epochs']} epochs, batch {c['data']['batch_size']}, "
-                     f"Adam lr {c['optim']['lr']}"
-                     + (f", distill weights {result['models'][key]['distill_weights']}"
-                        if result["models"][key].get("distill_weights") else ""))
-    lines += [
-        "",
-        f"StemNet Bottlenecks (official: 4): teacher {s['teacher_stem_blocks']}, students "
-        f"{s['student_stem_blocks']}. The student trained without distillation scores every "
-        "keypoint 1.0 (`score_source=constant`, as the DistilPose no-distillation baseline must); the "
-        "distilled student uses its confidence head, trained by L_CS.",
-        "",
-        "## Full size, on COCO",
-        "",
-        "The published models are built by the factories `tokenpose_s_v1` (TokenPose-S-v1) and "
-        "`distilpose_teacher` (HRNet-W48 + TokenPose, DistilPose's teacher) and `distilpose_s` / "
-        "`distilpose_l` (students), trained by the recipes:",
-        "",
-        "```",
-        "slimpose train distilpose_teacher_coco --data-root data/coco          # or tokenpose_s_v1_coco",
-        "slimpose distill distilpose_s_coco --teacher work_dirs/distilpose_teacher_coco/best.pth",
-        "slimpose distill distilpose_s_coco_nodistill                          # the L_reg-only baseline",
-        "```",
-        "",
-        "## Files",
-        "",
-        "* `checkpoints/{teacher,student_nodistill,student_distill}.pth`: load with `slimpose.load(path)`; "
-        "the distilled student records its teacher (path, sha256) but holds none of its weights.",
-        "* `overlays/*.jpg`: teacher | student without distillation | distilled student on validation images "
-        "(GT boxes in white).",
-        "* `results.json`: every number above, the configs and the timings.",
-        "",
-        f"Wall time of the whole demo: {result['wall_seconds'] / 60:.1f} min.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """The console table printed at the end."""
-    head = f"{'model':<20} {'AP':>6} {'AP50':>6} {'params':>8} {'GFLOPs':>7} {'lat ms':>7}"
-    out = [head, "-" * len(head)]
-    for key in MODEL_KEYS:
-        r = result["models"][key]
-        out.append(f"{key:<20} {r['AP']:>6.3f} {r['AP50']:>6.3f} {r['params'] / 1e6:>7.2f}M "
-                   f"{r['gflops']:>7.3f} "
-                   f"{r['latency_ms']:>7.1f}")
-    return "\n".join(out)
-
-
 def _count_instances(ann_path: Path) -> int:
     gt = load_json(ann_path, "synthetic annotations")
     anns = gt.get("annotations", [])
@@ -461,7 +328,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", quick: bool = False, s
     ``sizes`` overrides ``demo_sizes(quick)`` (tests, tuning). ``threads``: torch threads (default: the
     number of CPUs this process may use).
     """
-    from slimpose.engine.config import config_to_dict
+    from slimpose.config import config_to_dict
     from slimpose.visualization import plot_ap_vs_gflops
 
     if seed < 0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from slimpose.engine.config import (
+from slimpose.config.schema import (
     AugmentParams,
     DataConfig,
     ModelConfig,

@@ -1,6 +1,9 @@
-"""Heatmap head on keypoint tokens (official TokenPose ``mlp_head``).
+"""Output layers on keypoint tokens: heatmaps (TokenPose ``mlp_head``) and DistilPose's regression layer.
 
-Each keypoint token ``(D,)`` is mapped to a flattened heatmap ``H*W`` and reshaped row-major to
+These are the layers of the models (official state-dict keys ``head.mlp.*``); what their outputs mean
+(targets, loss, decoding) is the business of ``slimpose.heads``.
+
+Heatmaps: each keypoint token ``(D,)`` is mapped to a flattened heatmap ``H*W`` and reshaped row-major to
 ``(H, W)``. Official rule: with ``hid = H*W // 8`` the head is ``LN(D), Linear(D, hid), LN(hid),
 Linear(hid, H*W)`` when ``D <= hid * 0.5`` (and ``apply_multi``), else ``LN(D), Linear(D, H*W)``.
 The ``mlp`` Sequential indices match the official ``mlp_head.{0,1,2,3}`` keys.
@@ -8,7 +11,10 @@ The ``mlp`` Sequential indices match the official ``mlp_head.{0,1,2,3}`` keys.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -68,3 +74,42 @@ class TokenHeatmapHead(nn.Module):
         b, k, _ = keypoint_tokens.shape
         w, h = self.heatmap_size
         return self.mlp(keypoint_tokens).reshape(b, k, h, w)
+
+
+REGRESSION_OUT_DIM = 5
+
+
+def activate_regression_output(raw: torch.Tensor) -> torch.Tensor:
+    """Raw (..., 5) -> [sigmoid(x), sigmoid(y), score, softplus(sx), softplus(sy)] (official 'all' mode)."""
+    return torch.cat((raw[..., 0:2].sigmoid(), raw[..., 2:3], F.softplus(raw[..., 3:5])), dim=-1)
+
+
+def rle_activation(raw: torch.Tensor) -> torch.Tensor:
+    """Raw ``(...,5)`` -> ``[sigmoid(x), sigmoid(y), 1 - mean(sigma), sigma_x, sigma_y]``, sigma = sigmoid.
+
+    RLE's sigma is the sigmoid of the raw output, in normalised-coordinate units (official RLE /
+    ``RLESDPoseHead.inference_model``); the keypoint score is the official RLE decode ``1 - mean(sigma)``
+    (the raw third channel is not trained).
+    """
+    xy = raw[..., 0:2].sigmoid()
+    sigma = raw[..., 3:5].sigmoid()
+    score = 1.0 - sigma.mean(dim=-1, keepdim=True)
+    return torch.cat((xy, score, sigma), dim=-1)
+
+
+class RegressionTokenHead(nn.Module):
+    """Keypoint tokens (B,K,D) -> activated (B,K,5) (official ``mlp_head`` = LN + Linear(D, 5)).
+
+    ``activation`` is ``activate_regression_output`` (DistilPose) or ``rle_activation`` (SDPose-Reg).
+    """
+
+    def __init__(self, dim: int, out_dim: int = REGRESSION_OUT_DIM,
+                 activation: Callable[[torch.Tensor], torch.Tensor] = activate_regression_output):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out_dim))
+        self.activation = activation
+        nn.init.trunc_normal_(self.mlp[1].weight, std=0.02)
+        nn.init.zeros_(self.mlp[1].bias)
+
+    def forward(self, keypoint_tokens: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.mlp(keypoint_tokens))

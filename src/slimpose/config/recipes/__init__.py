@@ -1,0 +1,32 @@
+"""Published training recipes, one function each, and config loading by recipe name or file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from slimpose.config.parse import load_config_file
+from slimpose.config.recipes import distilpose, sdpose, topdown
+from slimpose.config.schema import TrainConfig
+from slimpose.utils.io import SlimposeInputError
+
+DEFAULT_RECIPE = "tokenpose_tiny_synthetic"
+
+RECIPES: dict[str, Callable[[], TrainConfig]] = {**topdown.RECIPES, **distilpose.RECIPES, **sdpose.RECIPES}
+
+
+def get_config(name_or_path: str | os.PathLike) -> TrainConfig:
+    """A recipe by name (any of ``RECIPES``) or a ``config.json`` file written by a run."""
+    key = str(name_or_path)
+    if key in RECIPES:
+        return RECIPES[key]()
+    path = Path(key)
+    if path.suffix == ".json" or path.exists():
+        return load_config_file(path)
+    raise SlimposeInputError(
+        f"unknown config {key!r}: not a recipe ({', '.join(sorted(RECIPES))}) nor an existing JSON file"
+    )
+
+
+__all__ = ["RECIPES", "DEFAULT_RECIPE", "get_config"]

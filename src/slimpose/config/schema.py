@@ -1,0 +1,298 @@
+"""Training configuration: one tree of plain dataclasses for every model, head and method.
+
+``TrainConfig`` holds ``data`` (:class:`DataConfig`), ``model`` (:class:`ModelConfig`), ``optim``
+(:class:`OptimConfig`), ``schedule`` (:class:`ScheduleConfig`), run and test settings, and the optional
+sections of heads and methods: ``simcc`` (:class:`SimCCParams`), ``distill`` (:class:`DistilPoseConfig`,
+DistilPose's teacher and Eq. 7 weights) and ``sdpose`` (:class:`SDPoseConfig`, SDPose's Eq. 3 weights).
+A method's section is at the same time its recipe section and the configuration of its loss terms; a run
+with a method section trains through the distiller. Every run writes its config as ``config.json``;
+``slimpose.config.parse`` reads it back and applies ``--set key.sub=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from slimpose.data.transforms import AugmentConfig
+from slimpose.utils.io import SlimposeInputError
+
+AMP_MODES = ("none", "fp16", "bf16")
+OPTIMIZERS = ("adam", "adamw")
+DISTILL_SCHEDULES = ("constant", "linear_decay")
+
+
+def _augment_params_class() -> type:
+    """``AugmentParams``: the fields of ``slimpose.data.transforms.AugmentConfig`` (see there), mutable.
+
+    Defaults: HRNet / TokenPose (flip 0.5, half body p=0.3 with > 8 labelled joints, scale 0.35,
+    rotation 45 deg with p=0.6); colour jitter is not part of the official recipes (off here).
+    """
+    defaults = {"color_jitter": False}
+    hints = typing.get_type_hints(AugmentConfig)
+    fields = [
+        (f.name, hints[f.name], field(default=defaults.get(f.name, f.default)))
+        for f in dataclasses.fields(AugmentConfig)
+    ]
+    cls = dataclasses.make_dataclass("AugmentParams", fields)
+    cls.__module__ = __name__
+    cls.__doc__ = _augment_params_class.__doc__
+    return cls
+
+
+AugmentParams = _augment_params_class()
+
+
+@dataclass
+class DataSource:
+    """One more training data set (``DataConfig.extra_train``): its catalog name, root, optional explicit
+    files and its sampling weight. Every source keeps its own skeleton (``slimpose.data.catalog``)."""
+
+    dataset: str = "synthetic"
+    data_root: str = "data/synthetic"
+    train_ann: str | None = None
+    train_images: str | None = None
+    weight: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    """The main data set (trained on and validated on), its files, targets and loaders.
+
+    ``dataset`` is a name of ``slimpose.data.catalog.CATALOG``; its files are derived from ``data_root``
+    with the official layout, and the ``*_ann`` / ``*_images`` / ``det_file`` fields override them.
+    ``extra_train`` lists further training data sets, each with its own skeleton and weight; ``weight``
+    is the main set's.
+    """
+
+    dataset: str = "synthetic"
+    data_root: str = "data/synthetic"
+    train_ann: str | None = None
+    train_images: str | None = None
+    val_ann: str | None = None
+    val_images: str | None = None
+    use_gt_bbox: bool = True
+    det_file: str | None = None
+    det_score_thr: float = 0.0
+    input_size: tuple[int, int] = (192, 256)  # (w, h)
+    heatmap_size: tuple[int, int] | None = None  # (w, h) of heatmap targets; None: the model's
+    sigma: float = 2.0  # target Gaussian: heatmap pixels (heatmap heads) or SimCC bins (SimCC heads)
+    udp: bool = False
+    unbiased_encoding: bool = False
+    aug: AugmentParams = field(default_factory=AugmentParams)
+    batch_size: int = 32  # per process (GPU)
+    val_batch_size: int = 32
+    workers: int = 2
+    val_workers: int = 2
+    train_subset: int = 0  # > 0: only the first N training instances (smoke runs)
+    val_subset: int = 0
+    synthetic_train_images: int = 200
+    synthetic_val_images: int = 50
+    synthetic_seed: int = 0
+    synthetic_image_size: tuple[int, int] = (320, 256)  # (w, h)
+    synthetic_preset: str = "default"  # "default" (the benchmark set) or "easy" (SynthConfig.easy())
+    weight: float = 1.0
+    extra_train: list[DataSource] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    """A factory name of ``slimpose.models.MODELS`` and keyword overrides passed to it."""
+
+    name: str = "tokenpose_s_v1"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None  # checkpoint / state dict loaded into the model before training
+
+
+@dataclass
+class OptimConfig:
+    """Adam(W) as in the official configs; ``grad_clip`` > 0 clips the global gradient norm."""
+
+    name: str = "adam"  # 'adam' | 'adamw'
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Epochs, per-iteration linear warm-up and step decay at epoch milestones."""
+
+    epochs: int = 300
+    warmup_iters: int = 500
+    warmup_ratio: float = 1e-3
+    milestones: tuple[int, ...] = (200, 260)
+    gamma: float = 0.1
+
+
+@dataclass
+class SimCCParams:
+    """SimCC labels, loss and decoding (``slimpose.heads.simcc``); ``data.sigma`` is the label sigma in
+    bins and the split ratio is the model's. Defaults: MMPose 1.x ``SimCCLabel`` + ``KLDiscretLoss``
+    (Gaussian labels normalised, KL with temperature ``beta``; scores = min of the x / y maxima of the raw
+    outputs, no sub-bin refinement). ``score_mode='max'`` with ``apply_softmax=True`` is the official
+    SimCC (leeyegy/SimCC) decoding; ``flip_shift_bins`` moves flipped x vectors back (official: 0)."""
+
+    smoothing_type: str = "gaussian"  # 'gaussian' (SimDR*, Gaussian labels) | 'standard' (one-hot)
+    label_smooth_weight: float = 0.0
+    normalize: bool = True
+    beta: float = 1.0
+    label_softmax: bool = False
+    label_beta: float = 10.0
+    score_mode: str = "min_xy"
+    apply_softmax: bool = False
+    refine: bool = False
+    flip_shift_bins: int = 0
+
+
+@dataclass
+class DistilPoseConfig:
+    """The ``distill`` section: DistilPose (Ye et al., CVPR 2023) teacher and the weights of Eq. 7.
+
+    ``L = reg L_reg + kt L_KT + vt L_VT + sh L_SH + cs L_CS`` (paper: 1, 5e-4, 5e-4, 1, 1e-2); a weight of
+    0 switches a term off (Table 4). ``schedule``: ``constant`` or ``linear_decay`` (the distillation
+    terms fade as ``1 - epoch / epochs``, DWPose). The teacher is rebuilt from ``teacher_checkpoint``
+    (its ``model_name`` and ``config.model.overrides``; else ``teacher_model`` / ``teacher_overrides``).
+    """
+
+    teacher_model: str = "distilpose_teacher"
+    teacher_overrides: dict[str, Any] = field(default_factory=dict)
+    teacher_checkpoint: str | None = None  # usually given by ``--teacher``
+    reg: float = 1.0
+    kt: float = 5e-4
+    vt: float = 5e-4
+    sh: float = 1.0
+    cs: float = 1e-2
+    smooth_l1_beta: float = 1.0
+    check_teacher: bool = True  # dry-run both models once and compare token shapes before training
+    schedule: str = "constant"
+
+    @property
+    def uses_teacher(self) -> bool:
+        return any(w > 0 for w in (self.kt, self.vt, self.sh, self.cs))
+
+    @property
+    def score_source(self) -> str:
+        """'confidence' when L_CS trains the confidence channel, else 'constant' (scores = 1)."""
+        return "confidence" if self.cs > 0 else "constant"
+
+
+@dataclass
+class SDPoseConfig:
+    """The ``sdpose`` section: SDPose (Chen et al., CVPR 2024) self-distillation weights of Eq. 3.
+
+    ``L = task sum_i L_task(P_i) + kt sum_i MSE(KT_i, KT_i+1) + vt sum_i MSE(VT_i, VT_i+1)`` over the
+    multi-cycled transformer's cycles (paper: 1, 5e-6, 5e-6). ``detach_teacher=False`` is the official
+    behaviour (the later cycle is not detached).
+    """
+
+    task: float = 1.0
+    kt: float = 5e-6
+    vt: float = 5e-6
+    detach_teacher: bool = False
+    schedule: str = "constant"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    name: str = "run"
+    seed: int = 0
+    work_dir: str = "work_dirs/run"
+    device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
+    amp: str = "none"  # 'none' | 'fp16' | 'bf16' (CUDA only)
+    eval_interval: int = 10  # epochs; the last epoch is always evaluated
+    best_metric: str = ""  # the metric deciding best.pth ('' = the data set's primary metric)
+    best_mode: str = ""  # 'max' | 'min' ('' = the metric's own direction)
+    flip_test: bool = True
+    shift_heatmap: bool = True  # 1-px shift of flipped-back heatmaps (False for UDP)
+    dark: bool = True  # DARK (unbiased) decoding at test time
+    ohkm: bool = False
+    ohkm_topk: int = 8
+    sync_bn: bool = False
+    find_unused_parameters: bool = False  # DDP option, for tasks whose forward skips some parameters
+    log_interval: int = 50
+    tensorboard: bool = True
+    deterministic: bool = False
+    num_threads: int = 0  # > 0: torch.set_num_threads (CPU runs)
+    nms_thr: float = 0.9
+    score_thr: float = 0.2
+    simcc: SimCCParams | None = None
+    distill: DistilPoseConfig | None = None
+    sdpose: SDPoseConfig | None = None
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
+    """Raise a SlimposeInputError naming ``where`` and the field for values that cannot work."""
+    from slimpose.data.catalog import CATALOG
+    from slimpose.data.synth import SYNTH_PRESETS
+
+    def bad(key: str, msg: str) -> SlimposeInputError:
+        return SlimposeInputError(f"{where}: {key}: {msg}")
+
+    d = cfg.data
+    sources = [("data.dataset", d.dataset, d.weight)]
+    sources += [(f"data.extra_train[{i}].dataset", s.dataset, s.weight) for i, s in enumerate(d.extra_train)]
+    for key, name, weight in sources:
+        if name not in CATALOG:
+            raise bad(key, f"unknown data set {name!r} (choose from {', '.join(CATALOG)})")
+        if not weight > 0:
+            raise bad(key.replace("dataset", "weight"), f"must be positive, got {weight}")
+    if d.synthetic_preset not in SYNTH_PRESETS:
+        raise bad("data.synthetic_preset", f"{d.synthetic_preset!r} is not one of {', '.join(SYNTH_PRESETS)}")
+    if cfg.amp not in AMP_MODES:
+        raise bad("amp", f"{cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
+    if cfg.optim.name not in OPTIMIZERS:
+        raise bad("optim.name", f"{cfg.optim.name!r} is not 'adam' or 'adamw'")
+    if cfg.best_mode not in ("", "max", "min"):
+        raise bad("best_mode", f"{cfg.best_mode!r} is not 'max' or 'min' (or '' for the metric's own)")
+    for key, size in (("data.input_size", d.input_size), ("data.heatmap_size", d.heatmap_size)):
+        if size is not None and (len(size) != 2 or min(size) <= 0):
+            raise bad(key, f"expected two positive sizes (w, h), got {size}")
+    positive = {
+        "data.batch_size": d.batch_size,
+        "data.val_batch_size": d.val_batch_size,
+        "schedule.epochs": cfg.schedule.epochs,
+        "eval_interval": cfg.eval_interval,
+        "log_interval": cfg.log_interval,
+        "ohkm_topk": cfg.ohkm_topk,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise bad(key, f"must be positive, got {value}")
+    if cfg.optim.lr <= 0:
+        raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
+    if cfg.simcc is not None:
+        from slimpose.codecs.simcc import SCORE_MODES, SMOOTHING_TYPES
+
+        if cfg.simcc.smoothing_type not in SMOOTHING_TYPES:
+            raise bad("simcc.smoothing_type", f"{cfg.simcc.smoothing_type!r} is not one of {SMOOTHING_TYPES}")
+        if cfg.simcc.score_mode not in SCORE_MODES:
+            raise bad("simcc.score_mode", f"{cfg.simcc.score_mode!r} is not one of {SCORE_MODES}")
+    sections = {"distill": cfg.distill, "sdpose": cfg.sdpose}
+    present = [k for k, v in sections.items() if v is not None]
+    if len(present) > 1:
+        raise bad(" and ".join(present), "one distillation method per run")
+    for name, section in sections.items():
+        if section is None:
+            continue
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float) and value < 0:
+                raise bad(f"{name}.{f.name}", f"must be >= 0, got {value}")
+        if section.schedule not in DISTILL_SCHEDULES:
+            raise bad(f"{name}.schedule", f"{section.schedule!r} is not one of {', '.join(DISTILL_SCHEDULES)}")
+    if cfg.distill is not None and cfg.distill.reg == 0 and not cfg.distill.uses_teacher:
+        raise bad("distill", "every loss weight of the distill section is 0")
+    return cfg

@@ -1,0 +1,169 @@
+"""One distiller for every method: a student trained through its head, a frozen teacher, weighted terms.
+
+    L = task_weight * L_head(student output) + s(epoch) * sum_t w_t * L_t(student, teacher, batch)
+
+``L_head`` is the student head's own loss (Smooth L1 for a DistilPose student, RLE for SDPose-Reg,
+heatmap MSE for SDPose, ...). Each term ``L_t`` is a ``DistillTerm`` with its weight ``w_t``; the optional
+schedule ``s`` is ``constant`` (1) or ``linear_decay`` (``1 - epoch / epochs``, DWPose's fade), set before
+every epoch through ``set_epoch``. The student's forward is run once per batch in the form the terms ask
+for (plain output, output + tokens, or all cycles of a multi-cycled model); the teacher (if any) runs in
+eval mode under ``no_grad``, is held outside the module tree (not in ``parameters()`` / ``state_dict()``;
+``train()`` leaves it in eval mode; ``to()`` moves it) and is never saved. DistilPose's four terms and
+SDPose's cycle self-distillation are configurations of this class (``slimpose.distillation.build``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimpose.distillation.teacher import freeze_teacher
+from slimpose.models.base import TokenFeatures
+from slimpose.utils.io import SlimposeInputError
+
+SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda epoch, epochs: 1.0,
+    "linear_decay": lambda epoch, epochs: 1.0 - epoch / max(epochs, 1),
+}
+
+
+@dataclass
+class StudentOutputs:
+    """The student's forward of one batch: ``output`` (what its head decodes), ``features`` (tokens of a
+    token model) and, for a multi-cycled model, every cycle's ``(output, keypoint_tokens, visual_tokens)``
+    with the index of the cycle that ``output`` is."""
+
+    output: Any
+    features: Any = None
+    cycles: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    read_cycle: int = 0
+
+
+@dataclass
+class TeacherOutputs:
+    """The frozen teacher's output (heatmaps) and, when a term needs them, its tokens."""
+
+    output: torch.Tensor
+    features: TokenFeatures | None = None
+
+
+class DistillTerm(nn.Module):
+    """One weighted term of a distillation loss; ``forward(student, teacher, batch) -> scalar``.
+
+    ``needs_teacher`` / ``needs_teacher_features``: what of the teacher it reads; ``needs_features``: the
+    student's tokens; ``needs_cycles``: every cycle of a multi-cycled student.
+    """
+
+    name = "term"
+    needs_teacher = True
+    needs_teacher_features = False
+    needs_features = False
+    needs_cycles = False
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def forward(self, student: StudentOutputs, teacher: TeacherOutputs | None,
+                batch: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Distiller(nn.Module):
+    """Engine task (``task(batch) -> (loss, logs)``, ``predict``): student ``model`` + ``head``, ``terms``,
+    an optional frozen ``teacher`` and the record that goes into every checkpoint (``distill``)."""
+
+    def __init__(self, model: nn.Module, head: nn.Module, terms: Sequence[DistillTerm],
+                 teacher: nn.Module | None = None, task_weight: float = 1.0, schedule: str = "constant",
+                 record: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise SlimposeInputError(f"distillation schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
+        self.model = model
+        self.head = head
+        self.terms = nn.ModuleList(terms)
+        if any(t.needs_teacher for t in self.terms) and teacher is None:
+            raise SlimposeInputError("distillation: the terms "
+                                     f"{', '.join(t.name for t in self.terms if t.needs_teacher)} need a teacher, "
+                                     "none was given")
+        if any(t.needs_cycles for t in self.terms) and not hasattr(model, "forward_cycles"):
+            raise SlimposeInputError(f"distillation: cycle terms need a multi-cycled model (forward_cycles), "
+                                     f"got {type(model).__name__}")
+        object.__setattr__(self, "teacher", freeze_teacher(teacher) if teacher is not None else None)
+        self.task_weight = float(task_weight)
+        self.schedule = schedule
+        self.factor = 1.0
+        self.record = dict(record or {})
+
+    @property
+    def input_key(self) -> str:
+        return self.model.input_spec.batch_key
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """The schedule's factor of the distillation terms for ``epoch`` (0-based) of ``epochs``."""
+        self.factor = float(SCHEDULES[self.schedule](epoch, epochs))
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher._apply(fn)
+        return self
+
+    def train(self, mode: bool = True) -> "Distiller":
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def run_student(self, inputs: torch.Tensor) -> StudentOutputs:
+        """One forward of the student in the form the terms need."""
+        if any(t.needs_cycles for t in self.terms):
+            cycles = self.model.forward_cycles(inputs)
+            read = int(getattr(self.model, "read_cycle", 0))
+            out, kpt, vis = cycles[read]
+            return StudentOutputs(out, TokenFeatures(kpt, vis, kpt), cycles, read)
+        if any(t.needs_features for t in self.terms):
+            features = self.model.forward_features(inputs)
+            return StudentOutputs(self.model.forward_head(features), features)
+        return StudentOutputs(self.model(inputs))
+
+    @torch.no_grad()
+    def run_teacher(self, inputs: torch.Tensor) -> TeacherOutputs | None:
+        """The frozen teacher's outputs (tokens only when a term reads them)."""
+        if self.teacher is None or not any(t.needs_teacher for t in self.terms):
+            return None
+        if self.teacher.training:
+            self.teacher.eval()
+        if any(t.needs_teacher_features for t in self.terms):
+            features = self.teacher.forward_features(inputs)
+            return TeacherOutputs(self.teacher.forward_head(features), features)
+        return TeacherOutputs(self.teacher(inputs))
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = batch[self.input_key]
+        student = self.run_student(inputs)
+        teacher = self.run_teacher(inputs)
+        logs: dict[str, torch.Tensor] = {}
+        total = inputs.new_zeros(())
+        if self.task_weight > 0:
+            loss, head_logs = self.head.loss(student.output, batch)
+            total = total + self.task_weight * loss
+            logs.update({k: self.task_weight * v for k, v in head_logs.items()})
+        for term in self.terms:
+            if term.weight <= 0:
+                continue
+            value = (self.factor * term.weight) * term(student, teacher, batch)
+            total = total + value
+            logs[f"loss_{term.name}"] = value.detach()
+        return total, logs
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, flip_pairs=None) -> tuple[np.ndarray, np.ndarray]:
+        return self.head.predict(self.model, inputs, flip_pairs)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"distill": self.record}

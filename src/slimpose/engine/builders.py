@@ -1,0 +1,229 @@
+"""Builders: the parts of a training run, each from a ``TrainConfig`` (model, head, task, data, evaluator,
+optimizer, schedule). ``slimpose.engine.trainer.build_trainer`` puts them together; each can be used alone.
+
+Data sets are looked up in ``slimpose.data.catalog`` (no switch on their names here); the targets are the
+model head's codec, so a regression student gets regression targets and a SimCC model SimCC labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
+
+from slimpose.config.schema import DataSource, TrainConfig
+from slimpose.data.catalog import DatasetSpec, SplitFiles, dataset_spec, resolve_split
+from slimpose.engine.checkpoint import load_model_weights
+from slimpose.engine.distributed import DistInfo
+from slimpose.engine.evaluator import Evaluator
+from slimpose.engine.schedule import WarmupMultiStepLR
+from slimpose.engine.tasks import TopDownTask
+from slimpose.heads import build_head
+from slimpose.utils.io import SlimposeInputError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_factory(amp: str, device: torch.device):
+    """A zero-argument context factory for AMP (a null context on CPU or with ``amp='none'``)."""
+    if amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type="cuda", dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def main_spec(cfg: TrainConfig) -> DatasetSpec:
+    return dataset_spec(cfg.data.dataset)
+
+
+def split_files(cfg: TrainConfig, split: str) -> SplitFiles:
+    d = cfg.data
+    if split == "train":
+        return resolve_split(main_spec(cfg), d.data_root, "train", d.train_ann, d.train_images)
+    return resolve_split(main_spec(cfg), d.data_root, "val", d.val_ann, d.val_images)
+
+
+def prepare_synthetic(cfg: TrainConfig) -> None:
+    """Generate the main data set's train / val splits into ``data.data_root`` if it is synthetic and
+    they are missing (train seed ``synthetic_seed``, val ``synthetic_seed + 1``)."""
+    if not main_spec(cfg).synthetic:
+        return
+    from slimpose.data.synth import generate_synthetic_dataset, synth_preset
+
+    d = cfg.data
+    for split, n, seed in (("train", d.synthetic_train_images, d.synthetic_seed),
+                           ("val", d.synthetic_val_images, d.synthetic_seed + 1)):
+        if not split_files(cfg, split).ann.is_file():
+            generate_synthetic_dataset(Path(d.data_root), num_images=n, seed=seed, split=split,
+                                       image_size=tuple(d.synthetic_image_size), progress=sys.stderr.isatty(),
+                                       config=synth_preset(d.synthetic_preset))
+
+
+def _load(spec: DatasetSpec, files: SplitFiles, split: str, bbox_file: Path | None, det_score_thr: float,
+          subset: int, what: str) -> list[Any]:
+    if not files.ann.is_file():
+        raise SlimposeInputError(f"{split} annotation file not found: {files.ann} ({what})")
+    instances = spec.load(files.ann, files.images, bbox_file, det_score_thr, spec.info)
+    if subset > 0:
+        instances = instances[:subset]
+    if len(instances) == 0:
+        raise SlimposeInputError(f"{files.ann}: no usable {split} instances")
+    return instances
+
+
+def build_instances(cfg: TrainConfig, split: str) -> list[Any]:
+    """``PoseInstance`` list of the main data set's train or val split (val: detection boxes if
+    ``use_gt_bbox`` is False)."""
+    d = cfg.data
+    spec = main_spec(cfg)
+    files = split_files(cfg, split)
+    bbox_file = None
+    if split == "val" and not d.use_gt_bbox:
+        det = Path(d.det_file).expanduser() if d.det_file else (
+            Path(d.data_root).expanduser() / spec.det_file if spec.det_file else None)
+        if det is None or not det.is_file():
+            raise SlimposeInputError(f"data.use_gt_bbox is false but the detection file is missing: {det}")
+        bbox_file = det
+    subset = d.train_subset if split == "train" else d.val_subset
+    return _load(spec, files, split, bbox_file, d.det_score_thr, subset,
+                 f"data.dataset={d.dataset!r}, data.data_root={d.data_root!r}")
+
+
+def build_augment(cfg: TrainConfig) -> Any:
+    """The data module's ``AugmentConfig`` from ``cfg.data.aug`` (the same fields)."""
+    from slimpose.data.transforms import AugmentConfig
+
+    return AugmentConfig(**dataclasses.asdict(cfg.data.aug))
+
+
+def topdown_dataset(cfg: TrainConfig, instances: list[Any], info: Any, codec: Any, train: bool) -> Any:
+    from slimpose.data.dataset import TopDownDataset
+
+    return TopDownDataset(instances, info, codec, tuple(cfg.data.input_size), train=train, udp=cfg.data.udp,
+                          aug=build_augment(cfg), seed=cfg.seed)
+
+
+def build_dataset(cfg: TrainConfig, split: str, codec: Any, instances: list[Any] | None = None) -> Any:
+    """``TopDownDataset`` of the main data set's ``split`` ('train' with augmentation, 'val' without)."""
+    instances = instances if instances is not None else build_instances(cfg, split)
+    return topdown_dataset(cfg, instances, main_spec(cfg).info, codec, train=(split == "train"))
+
+
+def build_train_dataset(cfg: TrainConfig, codec: Any) -> Any:
+    """The training set: the main data set, concatenated with ``data.extra_train`` when given.
+
+    Every extra source keeps its own skeleton; today they must share the main set's keypoints (mixing
+    skeletons needs a unified skeleton) and every weight must be the same (weighted mixing needs a mixed
+    sampler); both are refused with a clear error otherwise.
+    """
+    main = build_dataset(cfg, "train", codec)
+    if not cfg.data.extra_train:
+        return main
+    parts = [main]
+    info = main_spec(cfg).info
+    for i, src in enumerate(cfg.data.extra_train):
+        spec = dataset_spec(src.dataset, f"data.extra_train[{i}].dataset")
+        if spec.info.keypoint_names != info.keypoint_names:
+            raise SlimposeInputError(
+                f"data.extra_train[{i}]: {src.dataset!r} has another skeleton ({spec.info.num_keypoints} "
+                f"keypoints) than {cfg.data.dataset!r}; training on several skeletons needs a unified skeleton")
+        if src.weight != cfg.data.weight:
+            raise SlimposeInputError(
+                f"data.extra_train[{i}].weight {src.weight} differs from data.weight {cfg.data.weight}: weighted "
+                "mixing of data sets needs a mixed sampler; give every source the same weight")
+        parts.append(topdown_dataset(cfg, _source_instances(src, spec), spec.info, codec, train=True))
+    return ConcatDataset(parts)
+
+
+def _source_instances(src: DataSource, spec: DatasetSpec) -> list[Any]:
+    files = resolve_split(spec, src.data_root, "train", src.train_ann, src.train_images)
+    return _load(spec, files, "train", None, 0.0, 0, f"dataset={src.dataset!r}, data_root={src.data_root!r}")
+
+
+def build_train_loader(cfg: TrainConfig, dataset: Any, dist: DistInfo) -> DataLoader:
+    """Shuffled per (seed, epoch) by a ``DistributedSampler`` (also with one process), drop_last."""
+    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    if len(sampler) < cfg.data.batch_size:
+        raise SlimposeInputError(f"only {len(sampler)} training instances per process, fewer than "
+                                 f"data.batch_size={cfg.data.batch_size}")
+    return DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.workers,
+                      pin_memory=dist.device.type == "cuda", drop_last=True,
+                      persistent_workers=False)  # fresh workers each epoch see dataset.set_epoch(epoch)
+
+
+def build_val_loader(cfg: TrainConfig, dataset: Any, dist: DistInfo) -> DataLoader:
+    """Validation loader: DistributedSampler without shuffling (padding is removed by the evaluator)."""
+    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=False)
+    return DataLoader(dataset, batch_size=cfg.data.val_batch_size, sampler=sampler,
+                      num_workers=cfg.data.val_workers, pin_memory=dist.device.type == "cuda",
+                      persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def build_evaluator(cfg: TrainConfig, dist: DistInfo, out_dir: str | Path, codec: Any) -> Evaluator:
+    """The main data set's validation split, loader and metric."""
+    spec = main_spec(cfg)
+    instances = build_instances(cfg, "val")
+    loader = build_val_loader(cfg, build_dataset(cfg, "val", codec, instances), dist)
+    metric = spec.metric.for_split(spec, split_files(cfg, "val").ann, instances)
+    return Evaluator(loader, spec.info, metric, out_dir, udp=cfg.data.udp, flip_test=cfg.flip_test,
+                     score_thr=cfg.score_thr, nms_thr=cfg.nms_thr, device=dist.device)
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+def build_model(cfg: TrainConfig, num_keypoints: int | None = None) -> nn.Module:
+    """``models.create_model(cfg.model.name, num_keypoints, input_size, **overrides)``; loads ``pretrained``.
+
+    ``num_keypoints`` defaults to the main data set's (``model.overrides.num_keypoints`` wins).
+    """
+    from slimpose import models
+
+    name = cfg.model.name
+    if name not in models.MODELS:
+        raise SlimposeInputError(f"model.name: unknown model {name!r} (available: {', '.join(sorted(models.MODELS))})")
+    kwargs = dict(cfg.model.overrides)
+    kwargs.setdefault("num_keypoints", num_keypoints or main_spec(cfg).info.num_keypoints)
+    kwargs.setdefault("input_size", tuple(cfg.data.input_size))
+    try:
+        model = models.create_model(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise SlimposeInputError(f"model: cannot build {name!r} with {kwargs}: {e}") from None
+    if cfg.model.pretrained:
+        load_model_weights(model, cfg.model.pretrained)
+    return model
+
+
+def build_topdown_task(cfg: TrainConfig, model: nn.Module | None = None) -> TopDownTask:
+    """``TopDownTask(model, head)``: the model of ``cfg`` (or the one given) and its head."""
+    model = model if model is not None else build_model(cfg)
+    return TopDownTask(model, build_head(cfg, model))
+
+
+def build_optimizer(cfg: TrainConfig, task: nn.Module) -> torch.optim.Optimizer:
+    """Adam or AdamW over the task's trainable parameters (the model and a trainable head loss)."""
+    params = [p for p in task.parameters() if p.requires_grad]
+    o = cfg.optim
+    opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return opt_cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int) -> WarmupMultiStepLR:
+    s = cfg.schedule
+    return WarmupMultiStepLR(optimizer, iters_per_epoch, s.milestones, s.gamma, s.warmup_iters, s.warmup_ratio)

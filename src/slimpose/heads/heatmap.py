@@ -1,0 +1,118 @@
+"""Heatmap head: Gaussian heatmap targets (MSRA, DARK or UDP), (OHKM-)MSE, flip test, argmax decoding.
+
+Targets and decoding come from the codec (``MSRAHeatmap`` with optional unbiased encoding / DARK
+decoding, or ``UDPHeatmap``); the loss is HRNet's ``JointsMSELoss`` or its OHKM variant. Flip test
+(HRNet / MMPose ``flip_test=True``): the flipped crop's heatmaps are mirrored with left/right channels
+swapped, shifted one pixel right when ``shift_heatmap`` (the MSRA convention needs it; not UDP), and
+averaged with the plain ones before decoding. In an exported graph the decoding is the integer argmax plus
+HRNet's quarter-pixel shift (DARK's blur and Newton step stay outside the graph).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimpose.codecs.flip import flip_heatmaps_back
+from slimpose.codecs.msra_heatmap import MSRAHeatmap
+from slimpose.codecs.udp_heatmap import UDPHeatmap
+from slimpose.heads.base import FlipPairs, Head
+from slimpose.losses.heatmap import KeypointMSELoss, KeypointOHKMMSELoss
+from slimpose.utils.io import SlimposeInputError
+
+
+def argmax_quarter_decode(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,K,h,w) -> heatmap-pixel locations (B,K,2) and maxima (B,K): argmax, then +-0.25 px per axis
+    towards the higher neighbour where both neighbours exist (HRNet ``get_final_preds`` without DARK)."""
+    b, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(b, k, h * w)
+    vals, idx = flat.max(dim=-1)
+    xi = idx % w
+    yi = torch.div(idx, w, rounding_mode="floor")
+
+    def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return flat.gather(-1, (y * w + x).unsqueeze(-1)).squeeze(-1)
+
+    dx = at(yi, (xi + 1).clamp(max=w - 1)) - at(yi, (xi - 1).clamp(min=0))
+    dy = at((yi + 1).clamp(max=h - 1), xi) - at((yi - 1).clamp(min=0), xi)
+    okx = ((xi > 0) & (xi < w - 1)).to(heatmaps.dtype)
+    oky = ((yi > 0) & (yi < h - 1)).to(heatmaps.dtype)
+    x = xi.to(heatmaps.dtype) + 0.25 * torch.sign(dx) * okx
+    y = yi.to(heatmaps.dtype) + 0.25 * torch.sign(dy) * oky
+    return torch.stack((x, y), dim=-1), vals
+
+
+class HeatmapArgmaxDecode(nn.Module):
+    """Heatmaps (B,K,h,w) -> (keypoints (B,K,2) crop pixels, scores (B,K)): argmax + quarter shift, times
+    ``input / heatmap`` (MSRA) or ``(input - 1) / (heatmap - 1)`` (UDP)."""
+
+    def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], udp: bool = False) -> None:
+        super().__init__()
+        (iw, ih), (hw, hh) = input_size, heatmap_size
+        scale = [(iw - 1) / max(hw - 1, 1), (ih - 1) / max(hh - 1, 1)] if udp else [iw / hw, ih / hh]
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+
+    def forward(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        locs, scores = argmax_quarter_decode(heatmaps)
+        return locs * self.scale.to(locs.dtype), scores
+
+
+class HeatmapHead(Head):
+    """Heatmaps (B, K, h, w) of a top-down model (SimpleBaseline, HRNet, TokenPose, SDPose).
+
+    Args:
+        codec: ``MSRAHeatmap`` or ``UDPHeatmap`` of the model's input and heatmap size.
+        criterion: ``criterion(heatmaps, target, target_weight)`` (default ``KeypointMSELoss``).
+        shift_heatmap: the 1-px shift of flipped-back heatmaps (MSRA convention; False for UDP).
+    """
+
+    output_names = ("heatmaps",)
+
+    def __init__(self, codec: MSRAHeatmap | UDPHeatmap, criterion: nn.Module | None = None,
+                 shift_heatmap: bool = True) -> None:
+        super().__init__(codec)
+        self.criterion = criterion if criterion is not None else KeypointMSELoss()
+        self.shift_heatmap = shift_heatmap
+        self.udp = isinstance(codec, UDPHeatmap)
+
+    @classmethod
+    def from_config(cls, cfg: Any, model: nn.Module) -> "HeatmapHead":
+        d = cfg.data
+        size = tuple(model.input_size)
+        hm = tuple(model.heatmap_size)
+        if d.heatmap_size is not None and hm != tuple(d.heatmap_size):
+            raise SlimposeInputError(
+                f"data.heatmap_size {tuple(d.heatmap_size)} does not match the heatmap size {hm} of model "
+                f"{cfg.model.name!r} at input size {size}")
+        if d.udp:
+            codec: MSRAHeatmap | UDPHeatmap = UDPHeatmap(size, hm, sigma=d.sigma)
+        else:
+            codec = MSRAHeatmap(size, hm, sigma=d.sigma, unbiased=d.unbiased_encoding, dark=cfg.dark)
+        criterion = KeypointOHKMMSELoss(topk=cfg.ohkm_topk) if cfg.ohkm else KeypointMSELoss()
+        return cls(codec, criterion, shift_heatmap=cfg.shift_heatmap and not d.udp)
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return tuple(self.codec.heatmap_size)
+
+    def loss(self, output: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        target = batch["target"]
+        if output.shape != target.shape:
+            raise ValueError(
+                f"model output {tuple(output.shape)} does not match the codec target {tuple(target.shape)} "
+                "(check data.heatmap_size against the model's heatmap_size)")
+        loss = self.criterion(output, target, batch["target_weight"])
+        return loss, {"loss_heatmap": loss.detach()}
+
+    def flip_back(self, output: torch.Tensor, flip_pairs: FlipPairs) -> torch.Tensor:
+        return flip_heatmaps_back(output, flip_pairs, shift=self.shift_heatmap)
+
+    def decode(self, output: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        keypoints, scores = self.codec.decode(output.detach().float().cpu().numpy())
+        return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
+
+    def export_decoder(self) -> nn.Module:
+        return HeatmapArgmaxDecode(self.codec.input_size, self.codec.heatmap_size, udp=self.udp)

@@ -1,0 +1,90 @@
+"""SimCC head: 1-D classification of each coordinate into ``size * split_ratio`` bins (SimCC / SimDR).
+
+Outputs ``(x_logits (B, K, W k), y_logits (B, K, H k))``; targets are ``SimCCLabel`` vectors (Gaussian of
+``data.sigma`` bins, or one-hot with label smoothing), the loss ``KLDiscretLoss``. Flip test (MMPose 1.x
+``SimCCHead.predict``): the flipped crop's vectors are reversed along x, left/right swapped and averaged
+with the plain ones *as logits*, then decoded; ``flip_shift_bins`` moves the flipped x vectors back
+(official: 0, which leaves a bias of ``(k - 1) / k`` crop px, see ``codecs.flip``). Decoding: argmax / k;
+keypoint score = min of the x / y maxima of the raw outputs (MMPose ``get_simcc_maximum``) or, with
+``apply_softmax`` and ``score_mode='max'``, the max softmax probability of x (official SimCC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimpose.codecs.flip import flip_simcc_back
+from slimpose.codecs.simcc import SimCCLabel
+from slimpose.heads.base import FlipPairs, Head
+from slimpose.losses.simcc import KLDiscretLoss
+
+
+class SimCCDecode(nn.Module):
+    """(x (B,K,Wx), y (B,K,Hy)) -> (keypoints (B,K,2) crop pixels, scores (B,K)): argmax / k, in-graph."""
+
+    def __init__(self, split_ratio: float, score_mode: str = "min_xy", apply_softmax: bool = False) -> None:
+        super().__init__()
+        self.split_ratio = float(split_ratio)
+        self.score_mode = score_mode
+        self.apply_softmax = apply_softmax
+
+    def forward(self, output: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = output
+        if self.apply_softmax:
+            x, y = x.softmax(dim=-1), y.softmax(dim=-1)
+        max_x, loc_x = x.max(dim=-1)
+        max_y, loc_y = y.max(dim=-1)
+        keypoints = torch.stack((loc_x, loc_y), dim=-1).to(x.dtype) / self.split_ratio
+        if self.score_mode == "max":
+            scores = max_x
+        elif self.score_mode == "mean_xy":
+            scores = 0.5 * (max_x + max_y)
+        else:
+            scores = torch.minimum(max_x, max_y)
+        return keypoints, scores
+
+
+class SimCCHead(Head):
+    """SimCC x / y logits of a model with ``split_ratio`` bins per input pixel."""
+
+    output_names = ("simcc_x", "simcc_y")
+
+    def __init__(self, codec: SimCCLabel, criterion: nn.Module | None = None, flip_shift_bins: int = 0) -> None:
+        super().__init__(codec)
+        self.criterion = criterion if criterion is not None else KLDiscretLoss()
+        self.flip_shift_bins = int(flip_shift_bins)
+
+    @classmethod
+    def from_config(cls, cfg: Any, model: nn.Module) -> "SimCCHead":
+        from slimpose.config.schema import SimCCParams
+
+        p = cfg.simcc if cfg.simcc is not None else SimCCParams()
+        codec = SimCCLabel(tuple(model.input_size), smoothing_type=p.smoothing_type, sigma=cfg.data.sigma,
+                           split_ratio=model.split_ratio, label_smooth_weight=p.label_smooth_weight,
+                           normalize=p.normalize, refine=p.refine, score_mode=p.score_mode,
+                           from_logits=p.apply_softmax)
+        loss = KLDiscretLoss(beta=p.beta, label_softmax=p.label_softmax, label_beta=p.label_beta)
+        return cls(codec, loss, flip_shift_bins=p.flip_shift_bins)
+
+    def loss(self, output: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        target = self.codec.split(batch["target"])
+        loss = self.criterion(output, target, batch["target_weight"])
+        return loss, {"loss_kl": loss.detach()}
+
+    def flip_back(self, output: tuple[torch.Tensor, torch.Tensor], flip_pairs: FlipPairs
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        return flip_simcc_back(output[0], output[1], flip_pairs, shift_bins=self.flip_shift_bins)
+
+    def decode(self, output: tuple[torch.Tensor, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        x, y = (o.detach().float().cpu().numpy() for o in output)
+        keypoints, scores = self.codec.decode((x, y))
+        return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
+
+    def export_decoder(self) -> nn.Module:
+        c = self.codec
+        return SimCCDecode(c.split_ratio, c.score_mode, apply_softmax=c.from_logits)

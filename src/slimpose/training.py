@@ -1,0 +1,37 @@
+"""Training from a config, for every method: the task (a ``TopDownTask``, or a ``Distiller`` when the config
+has a method section) and the training loop around it. What ``slimpose train`` / ``slimpose distill``, the
+demo and the benchmarks call."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from slimpose.config.schema import TrainConfig
+from slimpose.engine.builders import build_topdown_task
+from slimpose.engine.distributed import DistInfo
+from slimpose.engine.loop import TrainLoop
+from slimpose.engine.trainer import build_trainer
+
+
+def uses_distiller(cfg: TrainConfig) -> bool:
+    return cfg.distill is not None or cfg.sdpose is not None
+
+
+def build_task(cfg: TrainConfig, teacher: nn.Module | None = None) -> nn.Module:
+    """The task of ``cfg``: its model trained through its head, with the distiller of its method section."""
+    if not uses_distiller(cfg):
+        return build_topdown_task(cfg)
+    from slimpose.distillation.build import build_distiller
+
+    return build_distiller(cfg, teacher)
+
+
+def make_trainer(cfg: TrainConfig, resume: bool | str = False, teacher: nn.Module | None = None,
+                 dist: DistInfo | None = None) -> TrainLoop:
+    """The training loop of ``cfg`` (see ``engine.trainer.build_trainer``); ``teacher``: a model of the
+    teacher checkpoint's architecture built by the caller (its weights are loaded from the checkpoint)."""
+    if cfg.distill is not None:
+        from slimpose.distillation.build import prepare_config
+
+        cfg = prepare_config(cfg)
+    return build_trainer(cfg, lambda: build_task(cfg, teacher), resume, dist)

@@ -1,12 +1,10 @@
 """slimpose.load / PoseModel: checkpoints (.pth, .safetensors), crops back to image pixels, real photos."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import slimpose
 from slimpose.api import PoseModel, load

@@ -1,7 +1,6 @@
 """TopDownDataset on the real samples: output contract, exact keypoint round trips, warp sanity,
 outside-crop weights, normalisation and (seed, epoch, index) reproducibility."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np

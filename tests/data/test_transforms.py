@@ -6,10 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
+from slimpose.codecs.flip import flip_keypoints
 from slimpose.data.metainfo import COCO
 from slimpose.data.transforms import (
     AugmentConfig, bbox_xywh_to_center_scale, color_jitter, compose_affine, crop_to_image, fix_aspect_ratio,
-    flip_keypoints, get_affine_matrix, get_udp_warp_matrix, get_warp_matrix, half_body_center_scale,
+    get_affine_matrix, get_udp_warp_matrix, get_warp_matrix, half_body_center_scale,
     hflip_matrix, invert_affine, sample_augmentation, transform_points, warp_image,
 )
 

@@ -189,3 +189,33 @@ def test_warmup_multistep_schedule():
     assert s2.get_last_lr() == sched.get_last_lr()
     with pytest.raises(ValueError, match="iterations per epoch"):
         WarmupMultiStepLR(opt2, 11, (2, 3)).load_state_dict(sched.state_dict())
+
+
+def test_extra_training_sources_share_the_skeleton(tmp_path):
+    """``data.extra_train`` adds training sets of the same skeleton (a plain union at equal weights); other
+    skeletons and unequal weights are refused until a unified skeleton and a mixed sampler exist."""
+    from slimpose.data.synth import generate_synthetic_dataset
+    from slimpose.engine.builders import build_train_dataset
+    from slimpose.heads import default_head
+    from slimpose.models import create_model
+
+    for root, n in (("a", 3), ("b", 2)):
+        generate_synthetic_dataset(tmp_path / root, num_images=n, seed=n, split="train", image_size=(96, 96))
+    cfg = config_from_dict({"data": {"dataset": "synthetic", "data_root": str(tmp_path / "a"),
+                                     "input_size": [48, 64],
+                                     "extra_train": [{"dataset": "synthetic", "data_root": str(tmp_path / "b")}]}})
+    codec = default_head(create_model("tokenpose_s_v1", input_size=(48, 64), depth=1)).codec
+    main_only = build_train_dataset(config_from_dict({"data": {"data_root": str(tmp_path / "a"),
+                                                               "input_size": [48, 64]}}), codec)
+    both = build_train_dataset(cfg, codec)
+    extra = build_train_dataset(config_from_dict({"data": {"data_root": str(tmp_path / "b"),
+                                                           "input_size": [48, 64]}}), codec)
+    assert len(both) == len(main_only) + len(extra) and len(extra) > 0
+    assert both[len(main_only)]["target"].shape == main_only[0]["target"].shape
+    mpii = config_from_dict({"data": {"data_root": str(tmp_path / "a"), "input_size": [48, 64],
+                                      "extra_train": [{"dataset": "mpii"}]}})
+    with pytest.raises(SlimposeInputError, match="unified skeleton"):
+        build_train_dataset(mpii, codec)
+    cfg.data.extra_train[0].weight = 2.0
+    with pytest.raises(SlimposeInputError, match="mixed sampler"):
+        build_train_dataset(cfg, codec)

@@ -127,3 +127,27 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(synth_root, tin
     with pytest.raises(TrainingDivergedError, match=r"epoch 2, iteration 2, global step 6"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "nan" / "last.pth")["epoch"] == 1
+
+
+def test_distiller_resume_restores_the_head_and_the_schedule(synth_root, tiny_config, tmp_path):
+    """SDPose-Reg self-distillation with a fading schedule: the RLE flow (a trained part of the head, not of
+    the model) and every other piece of state resume exactly."""
+    from slimpose.engine.checkpoint import load_checkpoint
+    from slimpose.training import make_trainer
+
+    torch.set_num_threads(1)
+    sets = TINY + ["data.workers=0", "model.name=sdpose_reg",
+                   "model.overrides={\"dim\": 32, \"depth\": 1, \"num_heads\": 2, \"patch_size\": [2, 2], "
+                   "\"stem_blocks\": 1}", "sdpose.kt=1e-3", "sdpose.schedule=linear_decay",
+                   "dark=false", "score_thr=0"]
+    full = make_trainer(tiny_config([], synth_root, tmp_path / "full", sets))
+    assert [t.name for t in full.task.terms] == ["cycles", "kt", "vt"]
+    full.fit()
+    assert full.task.factor == pytest.approx(1 - 2 / 3)  # the last epoch's schedule factor
+    make_trainer(tiny_config([], synth_root, tmp_path / "part", sets)).fit(stop_after_epoch=1)
+    make_trainer(tiny_config([], synth_root, tmp_path / "part", sets), resume=True).fit()
+    a = load_checkpoint(tmp_path / "full" / "last.pth")
+    b = load_checkpoint(tmp_path / "part" / "last.pth")
+    assert any(k.startswith("head.rle.") for k in a["task"])
+    _assert_same_state(a["task"], b["task"])
+    assert a["best"] == b["best"] and a["distill"] == b["distill"] and a["distill"]["method"] == "sdpose"

@@ -87,3 +87,44 @@ def test_eval_cli_prints_ap(synth_root, tiny_config, tmp_path, capsys):
     assert len(json.loads((tmp_path / "ev" / "results_eval.json").read_text())) >= 1
     # a bad key on the command line is a clean error (exit code 2), not a traceback
     assert main(["eval", str(tmp_path / "cfg.json"), "--checkpoint", "x.pth", "--set", "optim.nope=1"]) == 2
+
+
+def test_simcc_trains_evaluates_loads_and_exports(synth_root, tiny_config, tmp_path):
+    """The SimCC head through every consumer: SimCC targets in the data set, KL loss in the loop, decoding
+    in the evaluator, ``slimpose.load``, the ONNX export and ``slimpose benchmark``."""
+    import numpy as np
+
+    import slimpose
+    from slimpose.engine.checkpoint import load_checkpoint
+    from slimpose.engine.trainer import build_trainer
+    from slimpose.heads import SimCCHead
+
+    torch.set_num_threads(1)
+    sets = ["model.name=simcc_res50", "model.overrides={\"depth\": 18, \"num_deconv_layers\": 1, "
+            "\"deconv_channels\": 32}", "data.input_size=64,96", "data.heatmap_size=none", "data.sigma=4",
+            "data.train_subset=32", "data.val_subset=8", "data.batch_size=8", "data.workers=0",
+            "data.val_workers=0", "schedule.epochs=2", "schedule.warmup_iters=2", "eval_interval=1",
+            "num_threads=1", "tensorboard=false", "flip_test=true"]
+    loop = build_trainer(tiny_config([], synth_root, tmp_path / "simcc", sets))
+    assert isinstance(loop.task.head, SimCCHead)
+    batch = next(iter(loop.train_loader))
+    assert batch["target"].shape == (8, 17, 128 + 192) and batch["target_x"].shape == (8, 17, 128)
+    summary = loop.fit()
+    assert "train_loss_kl" in summary and np.isfinite(summary["train_loss"])
+    assert summary["val_num_predictions"] == 8 and 0 <= summary["val_AP"] <= 1
+    ckpt = load_checkpoint(tmp_path / "simcc" / "last.pth")
+    assert ckpt["best"]["metric"] == "AP" and "head.mlp_head_x.weight" in ckpt["model"]
+    model = slimpose.load(tmp_path / "simcc" / "last.pth")
+    crops = torch.randn(2, 3, 96, 64)
+    kp, sc = model.predict_crops(crops, flip=False)
+    with torch.no_grad():
+        x, y = model.model(crops)
+    # decoding: argmax / split ratio, score = min of the x / y maxima of the raw logits (MMPose)
+    np.testing.assert_allclose(kp[..., 0], x.argmax(-1).numpy() / 2.0)
+    np.testing.assert_allclose(sc, torch.minimum(x.max(-1).values, y.max(-1).values).numpy(), atol=1e-6)
+    from slimpose.cli.main import main
+
+    out = tmp_path / "simcc.onnx"
+    assert main(["export", str(tmp_path / "simcc" / "last.pth"), "--out", str(out), "--decode-in-graph"]) == 0
+    assert out.is_file() and torch.is_grad_enabled()  # the command leaves its caller's autograd state alone
+    assert main(["benchmark", "simcc_res50", "--input-size", "64", "96", "--no-timing", "--json"]) == 0

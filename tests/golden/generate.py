@@ -1,7 +1,9 @@
 """Write ``factory_outputs.npz``: what every model factory computes, saved before the head/task refactor.
 
-Run once at commit e566332 (before issue 10's refactor) with ``python tests/golden/generate.py``; the file
-it writes is the reference of ``tests/models/test_golden_outputs.py``. Per factory of
+The committed file was written at commit 6e06fc7 (before issue 10's refactor), by that commit's version of
+this script, which used the old task classes; this version computes the same quantities through heads and
+the distiller and writes a file equal to it (``python tests/golden/generate.py OUT.npz`` to compare). It is
+the reference of ``tests/models/test_golden_outputs.py``. Per factory of
 ``slimpose.models.MODELS`` at its published size (17 keypoints, 256x192, ``torch.manual_seed(0)`` before
 building, eval mode, a fixed batch of two random images):
 
@@ -51,18 +53,17 @@ def sd_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def main() -> None:
+def main(path: Path = OUT) -> None:
     from slimpose import models
-    from slimpose.codecs.msra_heatmap import MSRAHeatmap
+    from slimpose.config import TrainConfig
     from slimpose.data.metainfo import COCO
-    from slimpose.engine.tasks import HeatmapTask
-    from slimpose.models.distilpose import predict_regression
+    from slimpose.heads import build_head
 
     torch.set_num_threads(2)
     store: dict[str, np.ndarray] = {}
     x = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(1))
     pairs = [tuple(p) for p in COCO.flip_pairs]
-    names = sorted(models.MODELS)
+    names = sorted(n for n in models.MODELS if n != "simcc_res50")  # the factories of commit 6e06fc7
     store["names"] = np.array(names)
     for name in names:
         print(name, file=sys.stderr, flush=True)
@@ -72,30 +73,29 @@ def main() -> None:
         store[f"{name}/sd_keys"] = np.array([f"{k}:{tuple(v.shape)}" for k, v in sd.items()])
         store[f"{name}/sd_sha256"] = np.array(sd_hash(model))
         store[f"{name}/params"] = np.array(sum(p.numel() for p in model.parameters()))
+        # heatmaps: MSRA + DARK decoding with the 1-px flip shift; regression: the model's score source
+        head = build_head(TrainConfig(), model)
         with torch.no_grad():
             out = model(x)
             if out.dim() == 3:
                 store[f"{name}/out_full"] = out.double().numpy()
-                kp, sc = predict_regression(model, x)
-                kpf, scf = predict_regression(model, x, pairs, flip_test=True)
             else:
                 summary(f"{name}/out", out, store)
-                codec = MSRAHeatmap((192, 256), tuple(model.heatmap_size), sigma=2.0, unbiased=True)
-                task = HeatmapTask(model, codec, torch.nn.Identity(), shift_heatmap=True)
-                kp, sc = task.predict(x, None)
-                kpf, scf = task.predict(x, pairs)
+            kp, sc = head.predict(model, x, None)
+            kpf, scf = head.predict(model, x, pairs)
             for key, value in (("kp", kp), ("sc", sc), ("kp_flip", kpf), ("sc_flip", scf)):
-                store[f"{name}/{key}"] = np.asarray(torch.as_tensor(np.asarray(value)).double())
-            if hasattr(model, "forward_with_tokens"):
-                _, kpt, vis = model.forward_with_tokens(x)
-                summary(f"{name}/kpt", kpt, store)
-                summary(f"{name}/vis", vis, store)
+                store[f"{name}/{key}"] = np.asarray(value, dtype=np.float64)
+            features = model.forward_features(x)
+            if hasattr(features, "keypoint_tokens"):
+                summary(f"{name}/kpt", features.keypoint_tokens, store)
+                summary(f"{name}/vis", features.visual_tokens, store)
             if hasattr(model, "forward_cycles"):
                 for i, (o, _, _) in enumerate(model.forward_cycles(x)):
                     summary(f"{name}/cycle{i}", o, store)
-    task_losses(store)
-    np.savez_compressed(OUT, **store)
-    print(f"wrote {OUT}", file=sys.stderr)
+    for k, v in task_losses().items():
+        store[k] = np.array(v)
+    np.savez_compressed(path, **store)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def tiny_batch(k: int = 17) -> dict:
@@ -123,50 +123,62 @@ def tiny_batch(k: int = 17) -> dict:
 SMALL = dict(input_size=(48, 64), dim=32, depth=2, num_heads=2, patch_size=(2, 2), stem_blocks=1)
 
 
-def task_losses(store: dict) -> None:
-    """Loss and logs of every training task on one batch of tiny models (old task classes)."""
+def task_losses() -> dict[str, float]:
+    """Loss and logs of every training task on one batch of tiny models (log names as the old tasks had
+    them: SDPose's ``loss_task`` is the task loss summed over cycles, its token terms unweighted)."""
     from slimpose.codecs.msra_heatmap import MSRAHeatmap
-    from slimpose.distillation.distilpose import DistilPoseLossConfig, DistilPoseTask
-    from slimpose.distillation.sdpose import SDPoseRegTask, SDPoseTask
-    from slimpose.engine.tasks import HeatmapTask
+    from slimpose.config import DistilPoseConfig, SDPoseConfig
+    from slimpose.distillation.distilpose import distilpose_terms
+    from slimpose.distillation.distiller import Distiller
+    from slimpose.distillation.sdpose import sdpose_terms
+    from slimpose.engine.tasks import TopDownTask
+    from slimpose.heads import HeatmapHead, RegressionHead, RLEHead
     from slimpose.losses.heatmap import KeypointMSELoss, KeypointOHKMMSELoss
     from slimpose.models import distilpose_s, sdpose_reg, sdpose_s_v1, tokenpose_s_v1
 
+    small = SMALL
     batch = tiny_batch()
     codec = MSRAHeatmap((48, 64), (12, 16), sigma=1.5)
     hm_batch = {k: batch[k] for k in ("image", "target", "target_weight", "keypoints")}
-    reg_batch = {"image": batch["image"], "target": batch["reg_target"], "target_weight": batch["reg_weight"],
-                 "keypoints": batch["keypoints"]}
+    reg_batch = {"image": batch["image"], "target": batch["reg_target"], "target_weight": batch["reg_weight"]}
+    out: dict[str, float] = {}
 
-    def put(name: str, loss: torch.Tensor, logs: dict) -> None:
-        store[f"task/{name}/loss"] = np.array(float(loss.detach()))
+    def put(name, loss, logs):
+        out[f"task/{name}/loss"] = float(loss.detach())
         for k, v in logs.items():
-            store[f"task/{name}/log_{k}"] = np.array(float(v))
+            out[f"task/{name}/log_{k}"] = float(v.detach())
 
     torch.manual_seed(0)
-    teacher = tokenpose_s_v1(**SMALL).eval()
+    teacher = tokenpose_s_v1(**small).eval()
     for name, crit in (("heatmap_mse", KeypointMSELoss()), ("heatmap_ohkm", KeypointOHKMMSELoss(topk=8))):
-        t = HeatmapTask(teacher, codec, crit)
-        put(name, *t(hm_batch))
+        put(name, *TopDownTask(teacher, HeatmapHead(codec, crit))(hm_batch))
     torch.manual_seed(1)
-    student = distilpose_s(**SMALL)
-    for name, cfg in (("distilpose_all", DistilPoseLossConfig()),
-                      ("distilpose_reg", DistilPoseLossConfig(kt=0, vt=0, sh=0, cs=0)),
-                      ("distilpose_sh_cs", DistilPoseLossConfig(kt=0, vt=0))):
-        t = DistilPoseTask(student, teacher if cfg.uses_teacher else None, cfg)
-        t.train()
-        put(name, *t(reg_batch))
-    torch.manual_seed(2)
-    sd = sdpose_s_v1(num_cycles=2, **SMALL)
-    sd.train()
-    put("sdpose", *SDPoseTask(sd, codec)(hm_batch))
-    torch.manual_seed(3)
-    sr = sdpose_reg(**SMALL)
-    task = SDPoseRegTask(sr)
-    task.train()
-    put("sdpose_reg", *task(reg_batch))
-    store["task/rle_flow_sha256"] = np.array(sd_hash(task.criterion))
+    student = distilpose_s(**small)
+    for name, section in (("distilpose_all", DistilPoseConfig()),
+                          ("distilpose_reg", DistilPoseConfig(kt=0, vt=0, sh=0, cs=0)),
+                          ("distilpose_sh_cs", DistilPoseConfig(kt=0, vt=0))):
+        task = Distiller(student, RegressionHead((48, 64)), distilpose_terms(section),
+                         teacher if section.uses_teacher else None, task_weight=section.reg)
+        task.train()
+        loss, logs = task(reg_batch)
+        put(name, loss, {"loss": loss, **logs})
+    for name, seed, model_fn, head_fn, data in (
+            ("sdpose", 2, lambda: sdpose_s_v1(num_cycles=2, **small), lambda: HeatmapHead(codec), hm_batch),
+            ("sdpose_reg", 3, lambda: sdpose_reg(**small), lambda: RLEHead((48, 64)), reg_batch)):
+        torch.manual_seed(seed)
+        model = model_fn()
+        head = head_fn()
+        section = SDPoseConfig()
+        task = Distiller(model, head, sdpose_terms(section, head), task_weight=section.task)
+        task.train()
+        loss, logs = task(data)
+        first = next(v for k, v in logs.items() if k not in ("loss_cycles", "loss_kt", "loss_vt"))
+        put(name, loss, {"loss_task": first + logs["loss_cycles"], "loss_kt": logs["loss_kt"] / section.kt,
+                         "loss_vt": logs["loss_vt"] / section.vt})
+        if name == "sdpose_reg":
+            out["task/rle_flow_sha256"] = sd_hash(head)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)

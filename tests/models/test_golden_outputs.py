@@ -83,66 +83,8 @@ def test_factory_output_unchanged(name):
                 _check_summary(f"{name}/cycle{i}", o)
 
 
-def _task_losses() -> dict[str, float]:
-    """The old tasks of ``generate.task_losses`` rebuilt with heads and the distiller (same seeds, same
-    batch); log names mapped onto the old ones."""
-    from slimpose.codecs.msra_heatmap import MSRAHeatmap
-    from slimpose.config import DistilPoseConfig, SDPoseConfig
-    from slimpose.distillation.distilpose import distilpose_terms
-    from slimpose.distillation.distiller import Distiller
-    from slimpose.distillation.sdpose import sdpose_terms
-    from slimpose.engine.tasks import TopDownTask
-    from slimpose.heads import HeatmapHead, RegressionHead, RLEHead
-    from slimpose.losses.heatmap import KeypointMSELoss, KeypointOHKMMSELoss
-    from slimpose.models import distilpose_s, sdpose_reg, sdpose_s_v1, tokenpose_s_v1
-
-    gen = _generator()
-    small = gen.SMALL
-    batch = gen.tiny_batch()
-    codec = MSRAHeatmap((48, 64), (12, 16), sigma=1.5)
-    hm_batch = {k: batch[k] for k in ("image", "target", "target_weight", "keypoints")}
-    reg_batch = {"image": batch["image"], "target": batch["reg_target"], "target_weight": batch["reg_weight"]}
-    out: dict[str, float] = {}
-
-    def put(name, loss, logs):
-        out[f"task/{name}/loss"] = float(loss.detach())
-        for k, v in logs.items():
-            out[f"task/{name}/log_{k}"] = float(v.detach())
-
-    torch.manual_seed(0)
-    teacher = tokenpose_s_v1(**small).eval()
-    for name, crit in (("heatmap_mse", KeypointMSELoss()), ("heatmap_ohkm", KeypointOHKMMSELoss(topk=8))):
-        put(name, *TopDownTask(teacher, HeatmapHead(codec, crit))(hm_batch))
-    torch.manual_seed(1)
-    student = distilpose_s(**small)
-    for name, section in (("distilpose_all", DistilPoseConfig()),
-                          ("distilpose_reg", DistilPoseConfig(kt=0, vt=0, sh=0, cs=0)),
-                          ("distilpose_sh_cs", DistilPoseConfig(kt=0, vt=0))):
-        task = Distiller(student, RegressionHead((48, 64)), distilpose_terms(section),
-                         teacher if section.uses_teacher else None, task_weight=section.reg)
-        task.train()
-        loss, logs = task(reg_batch)
-        put(name, loss, {"loss": loss, **logs})
-    for name, seed, model_fn, head_fn, data in (
-            ("sdpose", 2, lambda: sdpose_s_v1(num_cycles=2, **small), lambda: HeatmapHead(codec), hm_batch),
-            ("sdpose_reg", 3, lambda: sdpose_reg(**small), lambda: RLEHead((48, 64)), reg_batch)):
-        torch.manual_seed(seed)
-        model = model_fn()
-        head = head_fn()
-        section = SDPoseConfig()
-        task = Distiller(model, head, sdpose_terms(section, head), task_weight=section.task)
-        task.train()
-        loss, logs = task(data)
-        first = next(v for k, v in logs.items() if k not in ("loss_cycles", "loss_kt", "loss_vt"))
-        put(name, loss, {"loss_task": first + logs["loss_cycles"], "loss_kt": logs["loss_kt"] / section.kt,
-                         "loss_vt": logs["loss_vt"] / section.vt})
-        if name == "sdpose_reg":
-            out["task/rle_flow_sha256"] = gen.sd_hash(head)
-    return out
-
-
 def test_task_losses_unchanged():
-    got = _task_losses()
+    got = _generator().task_losses()
     expected = {k: float(GOLDEN[k]) for k in GOLDEN.files if k.startswith("task/") and not k.endswith("sha256")}
     assert sorted(k for k in got if not k.endswith("sha256")) == sorted(expected)
     for k, v in expected.items():

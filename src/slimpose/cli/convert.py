@@ -10,7 +10,6 @@ See ``slimpose.convert``.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 
@@ -35,16 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict:
+    """``NAME=VALUE`` factory keywords, values read as ``--set model.overrides.NAME=VALUE`` reads them."""
+    from slimpose.config.parse import parse_literal
+
     out = {}
     for item in items:
         if "=" not in item:
             raise SlimposeInputError(f"--set {item!r}: expected NAME=VALUE")
         name, text = item.split("=", 1)
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        out[name.strip()] = value
+        out[name.strip()] = parse_literal(text.strip())
     return out
 
 

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     from slimpose.export import export_checkpoint
 
-    torch.set_grad_enabled(False)
-    report = export_checkpoint(args.checkpoint, args.format, args.out, args.decode_in_graph, opset=args.opset)
+    with torch.no_grad():  # not torch.set_grad_enabled(False): the CLI also runs inside other programs
+        report = export_checkpoint(args.checkpoint, args.format, args.out, args.decode_in_graph, opset=args.opset)
     if args.json:
         print(json.dumps(report))
     else:

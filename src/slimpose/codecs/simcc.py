@@ -17,11 +17,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from ._gaussian import check_keypoints, check_size, parabola_refine_1d, to_numpy
 
 SCORE_MODES = ("max", "mean_xy", "min_xy")
 SMOOTHING_TYPES = ("gaussian", "standard")
+
+
+def simcc_scores(max_x: Any, max_y: Any, score_mode: str) -> Any:
+    """Keypoint scores from the x / y maxima (numpy arrays or torch tensors) under ``score_mode``."""
+    if score_mode == "max":
+        return max_x
+    if score_mode == "mean_xy":
+        return 0.5 * (max_x + max_y)
+    return torch.minimum(max_x, max_y) if isinstance(max_x, torch.Tensor) else np.minimum(max_x, max_y)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -138,11 +148,5 @@ class SimCCLabel:
             loc_x = parabola_refine_1d(loc_x, log_x)
             loc_y = parabola_refine_1d(loc_y, log_y)
         keypoints = np.stack([loc_x, loc_y], axis=-1) / self.split_ratio
-        max_x, max_y = px.max(axis=-1), py.max(axis=-1)
-        if self.score_mode == "max":
-            scores = max_x
-        elif self.score_mode == "mean_xy":
-            scores = 0.5 * (max_x + max_y)
-        else:
-            scores = np.minimum(max_x, max_y)
+        scores = simcc_scores(px.max(axis=-1), py.max(axis=-1), self.score_mode)
         return keypoints.astype(np.float32), scores.astype(np.float32)

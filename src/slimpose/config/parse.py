@@ -40,7 +40,7 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-def _literal(text: str) -> Any:
+def parse_literal(text: str) -> Any:
     """JSON / Python literal, or the text itself when it is neither."""
     for parse in (json.loads, ast.literal_eval):
         try:
@@ -72,7 +72,7 @@ class _Where:
 def coerce(value: Any, tp: Any, key: str, where: _Where, text: bool = False) -> Any:
     """``value`` as field type ``tp``; ``text``: ``value`` is command-line text (see the module doc)."""
     if tp is Any:
-        return _literal(value.strip()) if text else value
+        return parse_literal(value.strip()) if text else value
     if _is_union(tp):
         arms = [a for a in typing.get_args(tp) if a is not type(None)]
         nullable = len(arms) < len(typing.get_args(tp))
@@ -132,7 +132,7 @@ def coerce(value: Any, tp: Any, key: str, where: _Where, text: bool = False) -> 
             out = [coerce(v, elem, f"{key}[{i}]", where, text) for i, v in enumerate(items)]
         return tuple(out) if origin is tuple else out
     if origin is dict or tp is dict:
-        mapping = _literal(value.strip()) if text else value
+        mapping = parse_literal(value.strip()) if text else value
         if not isinstance(mapping, dict):
             raise where.error(key, tp, value, " (expected a JSON object)" if text else "")
         return dict(mapping)
@@ -199,7 +199,7 @@ def apply_override(cfg: Any, assignment: str) -> Any:
     obj: Any = cfg
     for i, part in enumerate(parts):
         if isinstance(obj, dict):  # free-form dict (model.overrides): the rest of the key is one entry name
-            obj[".".join(parts[i:])] = _literal(text.strip())
+            obj[".".join(parts[i:])] = parse_literal(text.strip())
             return cfg
         names = [f.name for f in dataclasses.fields(obj)]
         if part not in names:

@@ -54,10 +54,9 @@ class DatasetInfo:
     @property
     def flip_index(self) -> tuple[int, ...]:
         """Permutation ``p`` with ``flipped[k] = original[p[k]]`` (left/right partners swapped)."""
-        index = list(range(self.num_keypoints))
-        for a, b in self.flip_pairs:
-            index[a], index[b] = b, a
-        return tuple(index)
+        from slimpose.codecs.flip import flip_permutation
+
+        return tuple(int(i) for i in flip_permutation(self.flip_pairs, self.num_keypoints))
 
 
 def _make_info(

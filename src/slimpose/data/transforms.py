@@ -22,13 +22,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from slimpose.codecs.flip import flip_keypoints
 from slimpose.data.metainfo import DatasetInfo
 
 __all__ = [
     "AugmentConfig", "AugmentResult", "fix_aspect_ratio", "bbox_xywh_to_center_scale",
     "center_scale_to_bbox_xywh", "get_affine_matrix", "get_udp_warp_matrix", "get_warp_matrix",
     "invert_affine", "compose_affine", "hflip_matrix", "warp_image", "transform_points", "crop_to_image",
-    "flip_keypoints", "half_body_center_scale", "truncated_normal", "sample_augmentation", "color_jitter",
+    "half_body_center_scale", "truncated_normal", "sample_augmentation", "color_jitter",
 ]
 
 
@@ -188,15 +189,6 @@ def crop_to_image(points: np.ndarray, center, scale, input_size, rotation=0.0,
     return out.astype(np.float32)
 
 
-def flip_keypoints(keypoints: np.ndarray, visible: np.ndarray, flip_index: Sequence[int],
-                   image_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror keypoints (``x -> W - 1 - x``) and swap left/right partners."""
-    idx = np.asarray(flip_index, dtype=np.int64)
-    kpts = np.array(keypoints, dtype=np.float64)[idx]
-    kpts[:, 0] = image_width - 1.0 - kpts[:, 0]
-    return kpts, np.array(visible)[idx]
-
-
 def half_body_center_scale(keypoints: np.ndarray, visible: np.ndarray, info: DatasetInfo, aspect_ratio: float,
                            prefer_upper: bool, padding: float = 1.5):
     """HRNet ``half_body_transform``: box around the upper or the lower body's labelled keypoints.
@@ -244,7 +236,7 @@ def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig, keypoints:
 
     flipped = bool(u_flip < cfg.flip_prob)
     if flipped:
-        kpts, vis = flip_keypoints(kpts, vis, info.flip_index, image_width)
+        kpts, vis = flip_keypoints(kpts, vis, info.flip_pairs, image_width)
         center[0] = image_width - 1.0 - center[0]
     if u_half < cfg.half_body_prob and np.count_nonzero(vis > 0) > cfg.half_body_min_kpts:
         half = half_body_center_scale(kpts, vis, info, aspect_ratio, bool(u_upper < cfg.half_body_upper_prob),

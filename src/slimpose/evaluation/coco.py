@@ -132,13 +132,10 @@ def _prepare_gt(
 
 
 def _metainfo_datasets() -> dict[str, Any]:
-    """``slimpose.data.metainfo.DATASETS`` when that module exists, else {}."""
-    try:
-        from slimpose.data import metainfo  # noqa: PLC0415 (optional, owned by the data part)
-    except ImportError:
-        return {}
-    datasets = getattr(metainfo, "DATASETS", None)
-    return dict(datasets) if isinstance(datasets, Mapping) else {}
+    """``slimpose.data.metainfo.DATASETS``: the keypoint metadata (and OKS sigmas) of every data set."""
+    from slimpose.data import metainfo
+
+    return dict(metainfo.DATASETS)
 
 
 def dataset_sigma_names(num_keypoints: int | None = None) -> list[str]:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from slimpose.codecs.flip import flip_simcc_back
-from slimpose.codecs.simcc import SimCCLabel
+from slimpose.codecs.simcc import SimCCLabel, simcc_scores
 from slimpose.heads.base import FlipPairs, Head
 from slimpose.losses.simcc import KLDiscretLoss
 
@@ -39,13 +39,7 @@ class SimCCDecode(nn.Module):
         max_x, loc_x = x.max(dim=-1)
         max_y, loc_y = y.max(dim=-1)
         keypoints = torch.stack((loc_x, loc_y), dim=-1).to(x.dtype) / self.split_ratio
-        if self.score_mode == "max":
-            scores = max_x
-        elif self.score_mode == "mean_xy":
-            scores = 0.5 * (max_x + max_y)
-        else:
-            scores = torch.minimum(max_x, max_y)
-        return keypoints, scores
+        return keypoints, simcc_scores(max_x, max_y, self.score_mode)
 
 
 class SimCCHead(Head):

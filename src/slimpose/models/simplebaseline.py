@@ -7,7 +7,6 @@ State-dict keys follow mmpose 0.x ``TopDown``: ``backbone.*`` (torchvision ResNe
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from slimpose.heads.heatmap import HeatmapHead
 from slimpose.models.base import PoseNet

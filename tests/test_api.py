@@ -170,3 +170,23 @@ def test_engine_recipe_checkpoints(tmp_path, recipe):
         np.testing.assert_allclose(res.scores, [0.9], atol=1e-6)
     else:
         assert isinstance(pm.head, HeatmapHead) and pm.head.heatmap_size == (16, 24)
+
+
+def test_checkpoints_of_other_machines_and_older_versions_load(ckpts, tmp_path):
+    """A config naming its ImageNet init (``model.pretrained``, absent here), an older 16-keypoint conversion
+    (``data.dataset=""``), test-setting keywords, and a clear error for an unknown keyword."""
+    state = torch.load(ckpts / "tp.pth", weights_only=True)
+    state["config"]["model"]["pretrained"] = "/train/machine/imagenet.pth"
+    save_checkpoint(state, tmp_path / "pre.pth")
+    assert load(tmp_path / "pre.pth").config.model.pretrained is None
+    torch.manual_seed(0)
+    m16 = create_model("tokenpose_s_v1", num_keypoints=16, input_size=INPUT, **TINY)
+    save_checkpoint({"model": m16.state_dict(), "model_name": "tokenpose_s_v1",
+                     "config": {"model": {"overrides": {**TINY, "num_keypoints": 16}},
+                                "data": {"dataset": "", "input_size": list(INPUT)}}}, tmp_path / "mpii.pth")
+    pm = load(tmp_path / "mpii.pth")
+    assert pm.config.data.dataset == "mpii" and pm.info.name == "mpii" and pm.num_keypoints == 16
+    tuned = load(ckpts / "tp.pth", udp=True, sigma=3.0, dark=False, batch_size=4)
+    assert tuned.udp and tuned.head.udp and tuned.head.codec.sigma == 3.0 and tuned.batch_size == 4
+    with pytest.raises(SlimposeInputError, match="unknown keyword.*codec"):
+        load(ckpts / "tp.pth", codec=None)

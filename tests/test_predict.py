@@ -11,7 +11,7 @@ import torch
 
 import slimpose
 from slimpose.cli.main import main
-from slimpose.cli.predict import load_detections
+from slimpose.data.boxes import load_detections
 from slimpose.engine.checkpoint import save_checkpoint
 from slimpose.evaluation.coco import evaluate_coco_keypoints
 from slimpose.models import create_model
@@ -121,7 +121,7 @@ def test_bad_inputs(ckpt, tmp_path):
     bad = tmp_path / "det.json"
     recs = [{"image_id": 1, "bbox": [0, 0, 10, 10], "score": 1}, {"image_id": 2, "bbox": [1, 2]}]
     bad.write_text(json.dumps(recs))
-    with pytest.raises(SlimposeInputError, match=r"det\.json: record 1"):
+    with pytest.raises(SlimposeInputError, match=r"det\.json: detection \[1\]"):
         load_detections(bad)
     assert main(["predict", str(tmp_path / "nothing"), "--checkpoint", str(ckpt)]) == 2
     assert main(["predict", str(REAL / "images"), "--checkpoint", str(ckpt), "--gt-boxes"]) == 2

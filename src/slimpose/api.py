@@ -51,6 +51,14 @@ class PoseResult:
         return PoseResult(self.keypoints[idx], self.keypoint_scores[idx], self.scores[idx], self.bboxes[idx],
                           self.bbox_scores[idx], areas)
 
+    def nms(self, sigmas: np.ndarray, thr: float | None) -> "PoseResult":
+        """The poses kept by OKS-NMS at ``thr`` (``None``: all of them)."""
+        if thr is None or len(self) < 2:
+            return self
+        from slimpose.evaluation.nms import oks_nms
+
+        return self.select(oks_nms(self.keypoints, self.scores, self.areas, sigmas, thr=thr))
+
     def to_coco(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO keypoint results records ``{image_id, category_id, keypoints: [x, y, s]*K, score}``."""
         from slimpose.evaluation.results import make_coco_record
@@ -133,14 +141,23 @@ def _as_boxes(boxes: Any, image_shape: tuple[int, ...], what: str) -> tuple[np.n
     return arr[:, :4].copy(), scores.copy()
 
 
-# settings of a checkpoint's config that ``load(..., **kwargs)`` may override
-CONFIG_KWARGS = ("dark", "flip_test", "score_thr", "shift_heatmap")
+# test settings of a checkpoint's config that ``load(..., **kwargs)`` may override: keyword -> config key
+CONFIG_KWARGS = {"dark": "dark", "flip_test": "flip_test", "score_thr": "score_thr",
+                 "shift_heatmap": "shift_heatmap", "udp": "data.udp", "sigma": "data.sigma"}
+MODEL_KWARGS = ("info", "padding", "batch_size")
 
 
 def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any] | None = None) -> Any:
     """The ``TrainConfig`` a checkpoint was trained with (its ``config``, which may be partial; the model
-    name from ``model_name`` when the config lacks it), with ``overrides`` of ``CONFIG_KWARGS`` applied."""
-    from slimpose.config.parse import config_from_dict
+    name from ``model_name`` when the config lacks it), with ``overrides`` (``CONFIG_KWARGS``) applied.
+
+    The weights come from the checkpoint, so ``model.pretrained`` is dropped. Checkpoints of older versions:
+    a top-level ``score_source`` becomes ``model.overrides.score_source``; a data set the catalog does not
+    know (older conversions of 14- or 16-keypoint models wrote ``""``) becomes the first one with the
+    model's keypoint count.
+    """
+    from slimpose.config.parse import apply_override, config_from_dict
+    from slimpose.data.catalog import CATALOG, dataset_for_num_keypoints
 
     data = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
@@ -149,10 +166,17 @@ def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any
         model["name"] = str(meta["model_name"])
     if not model.get("name"):
         raise SlimposeInputError(f"{where}: no model name (neither 'model_name' nor config.model.name)")
-    if meta.get("score_source") and "score_source" not in (model.get("overrides") or {}):
-        model["overrides"] = {**dict(model.get("overrides") or {}), "score_source": meta["score_source"]}
-    data.update(overrides or {})
-    return config_from_dict(data, where=f"{where} (config)")
+    model.pop("pretrained", None)
+    model_overrides = dict(model.get("overrides") or {})
+    if meta.get("score_source") and "score_source" not in model_overrides:
+        model["overrides"] = {**model_overrides, "score_source": meta["score_source"]}
+    d = data.setdefault("data", {})
+    if d.get("dataset", "synthetic") not in CATALOG:
+        d["dataset"] = dataset_for_num_keypoints(int(model_overrides.get("num_keypoints", 17)))
+    cfg = config_from_dict(data, where=f"{where} (config)")
+    for key, value in (overrides or {}).items():
+        apply_override(cfg, f"{CONFIG_KWARGS[key]}={str(value).lower() if isinstance(value, bool) else value}")
+    return cfg
 
 
 class PoseModel:
@@ -203,7 +227,8 @@ class PoseModel:
                         **kwargs: Any) -> "PoseModel":
         """Rebuild the model and head of a ``.pth`` / ``.safetensors`` checkpoint, load its weights strictly.
 
-        ``kwargs``: ``CONFIG_KWARGS`` override the checkpoint's test settings, the others go to ``PoseModel``.
+        ``kwargs``: ``CONFIG_KWARGS`` override the checkpoint's test settings (``udp`` and ``sigma`` the data
+        settings the head is built with), ``MODEL_KWARGS`` go to ``PoseModel``.
         """
         from slimpose.data.catalog import info_for
         from slimpose.engine.builders import build_model
@@ -211,9 +236,13 @@ class PoseModel:
         from slimpose.heads import build_head
 
         where = str(checkpoint)
+        unknown = sorted(set(kwargs) - set(CONFIG_KWARGS) - set(MODEL_KWARGS))
+        if unknown:
+            raise SlimposeInputError(f"load: unknown keyword(s) {', '.join(unknown)} (test settings: "
+                                     f"{', '.join(CONFIG_KWARGS)}; {', '.join(MODEL_KWARGS)}, device)")
         sd, meta = read_weights(checkpoint)
-        cfg = checkpoint_config(meta, where, {k: kwargs.pop(k) for k in CONFIG_KWARGS if k in kwargs})
-        model = build_model(cfg)
+        cfg = checkpoint_config(meta, where, {k: kwargs.pop(k) for k in list(kwargs) if k in CONFIG_KWARGS})
+        model = build_model(cfg, load_pretrained=False)
         try:
             load_model_weights(model, {"model": sd}, strict=True)
         except RuntimeError as e:  # shape mismatches

@@ -84,7 +84,7 @@ def export_onnx(
     """Export ``model`` (CPU, eval) to ``path`` with a dynamic batch axis; returns a report dict.
 
     ``head`` names the outputs and decodes them when ``decode_in_graph`` (default: the model's head with
-    default settings). With ``check`` the file is loaded with ``onnx.checker`` and run with onnxruntime at
+    default settings; a raw export of a model without a ``head_class`` names its output ``output``). With ``check`` the file is loaded with ``onnx.checker`` and run with onnxruntime at
     batch 2 on random input; the report holds the largest absolute difference to PyTorch per output.
     Raises a SlimposeInputError if a decoded keypoint differs by ``atol_px`` or more.
     """
@@ -93,11 +93,15 @@ def export_onnx(
 
     onnx, _ = require_onnx()
     model = copy.deepcopy(model).cpu().eval()
-    head = head if head is not None else default_head(model)
+    if head is None and (decode_in_graph or getattr(model, "head_class", None) is not None):
+        head = default_head(model)
     spec = input_spec_of(model, input_size)
     module: nn.Module = DecodedModel(model, head.export_decoder().cpu()) if decode_in_graph else model
     module.eval()
-    output_names = ["keypoints", "scores"] if decode_in_graph else list(head.output_names)
+    if decode_in_graph:
+        output_names = ["keypoints", "scores"]
+    else:
+        output_names = list(head.output_names) if head is not None else ["output"]
     dynamic_axes = {spec.name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
     path = Path(path)
     with atomic_path(path) as tmp, warnings.catch_warnings():

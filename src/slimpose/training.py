@@ -30,8 +30,4 @@ def make_trainer(cfg: TrainConfig, resume: bool | str = False, teacher: nn.Modul
                  dist: DistInfo | None = None) -> TrainLoop:
     """The training loop of ``cfg`` (see ``engine.trainer.build_trainer``); ``teacher``: a model of the
     teacher checkpoint's architecture built by the caller (its weights are loaded from the checkpoint)."""
-    if cfg.distill is not None:
-        from slimpose.distillation.build import prepare_config
-
-        cfg = prepare_config(cfg)
     return build_trainer(cfg, lambda: build_task(cfg, teacher), resume, dist)

@@ -10,7 +10,9 @@ import torch
 
 from slimpose.config import apply_overrides, config_from_dict, config_to_dict, get_config
 from slimpose.config.recipes.distilpose import RECIPES
-from slimpose.distillation.build import build_distiller, prepare_config
+from slimpose.distillation.build import build_distiller
+from slimpose.engine.builders import build_model
+from slimpose.heads import build_head
 from slimpose.distillation.teacher import check_teacher_compatibility
 from slimpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from slimpose.models import create_model
@@ -54,7 +56,12 @@ def test_recipes_resolve_and_round_trip():
     cfg = apply_overrides(cfg, ["distill.cs=0", "distill.kt=0.1"])
     assert cfg.distill.cs == 0 and cfg.distill.kt == 0.1
     assert cfg.distill.score_source == "constant"
-    assert prepare_config(cfg).model.overrides["score_source"] == "constant" and cfg.model.overrides == {}
+    # without L_CS the student scores keypoints 1.0; an explicit override wins
+    model = build_model(cfg)
+    assert build_head(cfg, model).score_source == "constant" and cfg.model.overrides == {}
+    assert build_head(apply_overrides(cfg, ["distill.cs=0.1"]), model).score_source == "confidence"
+    explicit = apply_overrides(cfg, ["model.overrides.score_source=constant", "distill.cs=0.1"])
+    assert build_head(explicit, model).score_source == "constant"
     with pytest.raises(SlimposeInputError, match="distill.bogus"):
         apply_overrides(cfg, ["distill.bogus=1"])
     with pytest.raises(SlimposeInputError, match="not a recipe"):
@@ -63,7 +70,7 @@ def test_recipes_resolve_and_round_trip():
 
 def test_tiny_distillation_lowers_the_loss(tmp_path):
     cfg = _tiny_cfg(tmp_path)
-    task = build_distiller(prepare_config(cfg))
+    task = build_distiller(cfg)
     record = task.record
     assert record["teacher"]["model"] == "tokenpose_s_v1" and record["score_source"] == "confidence"
     assert record["method"] == "distilpose" and record["loss_weights"]["kt"] == 5e-4
@@ -117,8 +124,7 @@ def test_cli_run_checkpoint_records_teacher_without_weights(tmp_path):
     assert rec["path"] == teacher_path and rec["model"] == "tokenpose_s_v1"
     assert rec["sha256"] == hashlib.sha256(open(teacher_path, "rb").read()).hexdigest()
     # trained without L_CS: constant keypoint scores, recorded in the checkpoint and its config
-    assert ckpt["distill"]["score_source"] == "constant"
-    assert ckpt["config"]["model"]["overrides"]["score_source"] == "constant"
+    assert ckpt["distill"]["score_source"] == "constant" and ckpt["config"]["distill"]["cs"] == 0
     import slimpose
 
     model = slimpose.load(tmp_path / "run" / "last.pth")
@@ -150,7 +156,7 @@ def test_mismatched_teacher_fails_clearly(tmp_path):
     save_checkpoint({"model": t32.state_dict(), "model_name": "tokenpose_s_v1",
                      "config": {"model": {"overrides": {**TEACHER, "dim": 32}}}}, tmp_path / "teacher.pth")
     with pytest.raises(SlimposeInputError, match="share the token dim"):
-        build_distiller(prepare_config(cfg))
+        build_distiller(cfg)
     # a regression teacher is refused: DistilPose distils heatmaps
     save_checkpoint({"model": create_model("distilpose_s", input_size=(64, 96), dim=64, depth=1, num_heads=4,
                                            patch_size=(2, 2), stem_blocks=1).state_dict(),
@@ -158,14 +164,17 @@ def test_mismatched_teacher_fails_clearly(tmp_path):
                      "config": {"model": {"overrides": {"dim": 64, "depth": 1, "num_heads": 4, "patch_size": [2, 2],
                                                         "stem_blocks": 1}}}}, tmp_path / "teacher.pth")
     with pytest.raises(SlimposeInputError, match="must be a heatmap model"):
-        build_distiller(prepare_config(cfg))
+        build_distiller(cfg)
 
 
 def test_confidence_scores_without_cs_are_refused(tmp_path):
-    cfg = _tiny_cfg(tmp_path, "distill.cs=0", "model.overrides.score_source=confidence")
     with pytest.raises(SlimposeInputError, match="untrained"):
-        prepare_config(cfg)
+        _tiny_cfg(tmp_path, "distill.cs=0", "model.overrides.score_source=confidence")
     # a heatmap student cannot be a DistilPose student
-    with pytest.raises(SlimposeInputError, match="not a regression student"):
+    with pytest.raises(SlimposeInputError, match="not a DistilPose regression student"):
         build_distiller(apply_overrides(_tiny_cfg(tmp_path), ["model.name=tokenpose_s_v1",
                                                               "model.overrides={\"depth\": 1, \"patch_size\": [2, 2]}"]))
+    # nor can an RLE student: its sigmas are in normalised units, not the heatmap pixels L_SH renders
+    with pytest.raises(SlimposeInputError, match="not a DistilPose regression student"):
+        build_distiller(apply_overrides(_tiny_cfg(tmp_path), ["model.name=sdpose_reg",
+                                                              "model.overrides.num_cycles=1"]))

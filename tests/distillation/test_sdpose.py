@@ -38,6 +38,8 @@ def test_sdpose_terms_hand_made():
     student = StudentOutputs(hm[0], None, list(zip(hm, kt, vt)), read_cycle=0)
     terms = sdpose_terms(SDPoseConfig(kt=0.5, vt=0.25), head)
     assert [t.name for t in terms] == ["cycles", "kt", "vt"]
+    # a fading schedule scales the token terms, never the task loss of the other cycles
+    assert [t.scheduled for t in terms] == [False, True, True]
     values = {t.name: t.weight * t(student, None, batch).item() for t in terms}
     # JointsMSE = 0.5 * mean squared error: the read cycle's 0.5 * 1 is the head's own loss, the other
     # cycle's 0.5 * 4 is the ``cycles`` term
@@ -154,6 +156,13 @@ def test_sdpose_reg_rle_trains_the_flow_with_the_model():
     assert loss.item() < first and set(logs) == {"loss_rle", "loss_cycles", "loss_kt", "loss_vt"}
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.rle.parameters())
     assert any(k.startswith("head.rle.") for k in task.state_dict())  # checkpointed with the task
+    # a training checkpoint of the old SDPose-Reg task (flow under criterion.rle.*) still resumes
+    old = {("criterion." + k[len("head."):] if k.startswith("head.rle.") else k): v
+           for k, v in task.state_dict().items()}
+    old.update({"sd_loss." + k: v for k, v in old.items() if k.startswith("criterion.rle.")})
+    again = _sdpose_task(sdpose_reg(**SMALL), RLEHead((48, 64)))
+    again.load_state_dict(old)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in task.state_dict().items())
     assert not any("rle" in k for k in task.model.state_dict())  # never part of the shipped model
     task.eval()
     kp, sc = task.predict(batch["image"], flip_pairs=[(1, 2)])

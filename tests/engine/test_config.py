@@ -150,6 +150,8 @@ def test_method_sections_are_parsed_created_and_validated(tmp_path):
     assert cfg.data.extra_train[0].weight == 2.0 and cfg.data.extra_train[0].data_root == "data/synthetic"
     with pytest.raises(SlimposeInputError, match=r"data.extra_train\[0\].dataset: unknown data set 'imagenet'"):
         config_from_dict({"data": {"extra_train": [{"dataset": "imagenet"}]}})
+    by_text = apply_overrides(TrainConfig(), ['data.extra_train=[{"dataset": "coco", "data_root": "/c"}]'])
+    assert by_text.data.extra_train[0].data_root == "/c" and by_text.data.extra_train[0].weight == 1.0
     with pytest.raises(SlimposeInputError, match=r"data.extra_train\[0\].weight: must be positive"):
         config_from_dict({"data": {"extra_train": [{"dataset": "coco", "weight": 0}]}})
     # heatmap size: None means the model's; a value is checked

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from slimpose.engine.checkpoint import load_checkpoint
-from slimpose.engine.hooks import CheckpointHook, EpochHook
-from slimpose.engine.loop import Hook, TrainingDivergedError, TrainLoop
+from slimpose.engine.hooks import CheckpointHook, EpochHook, Hook
+from slimpose.engine.loop import TrainingDivergedError, TrainLoop
 
 
 class _ToyTask(nn.Module):
@@ -107,9 +107,23 @@ def test_epoch_hook_drives_a_schedule_and_a_missing_metric_is_a_clear_error(tmp_
     loop.hooks = [EpochHook(loop.task)]
     loop.fit()
     assert loop.task.epochs_seen == [(0, 2), (1, 2)]
-    bad = _loop(tmp_path, [_FakeEval("AP", [0.1]), CheckpointHook(tmp_path, "MPJPE")], epochs=1)
+    bad = _loop(tmp_path / "bad", [_FakeEval("AP", [0.1]), CheckpointHook(tmp_path / "bad", "MPJPE")], epochs=1)
     with pytest.raises(Exception, match="best_metric 'MPJPE' is not a validation metric"):
         bad.fit()
+    assert load_checkpoint(tmp_path / "bad" / "last.pth")["epoch"] == 1  # the epoch's training is kept
+
+
+def test_an_older_checkpoints_best_ap_is_kept_on_resume(tmp_path):
+    _loop(tmp_path, [_FakeEval("AP", [0.5, 0.1])], epochs=2).fit(stop_after_epoch=1)
+    loop = _loop(tmp_path, [])
+    state = loop.state_dict()
+    state.pop("best", None)
+    state["best_ap"] = 0.5  # the format before the best-metric hook
+    torch.save(state, tmp_path / "old.pth")
+    hook = CheckpointHook(tmp_path, "AP", "max")
+    loop.hooks = [hook]
+    loop.resume_from(tmp_path / "old.pth")
+    assert hook.value == 0.5
 
 
 def test_non_finite_loss_stops_the_loop(tmp_path):

@@ -127,11 +127,15 @@ def test_flip_test_of_a_consistent_model_predicts_the_keypoints(name):
     np.testing.assert_allclose(kp_plain, kps, atol=tol)
 
 
-@pytest.mark.parametrize("name", ["regression", "simcc"])
-def test_export_decoder_equals_the_head_decoding(name):
+@pytest.mark.parametrize("name, refine, from_logits", [("regression", None, None), ("simcc", False, False),
+                                                       ("simcc", True, False), ("simcc", True, True)])
+def test_export_decoder_equals_the_head_decoding(name, refine, from_logits):
     head = HEADS[name]()
-    head.codec.refine = False if isinstance(head, SimCCHead) else None
+    if isinstance(head, SimCCHead):  # the in-graph decoding has the codec's sub-bin step and softmax too
+        head.codec.refine, head.codec.from_logits = refine, from_logits
     out, _ = _perfect_output(head, _keypoints())
+    if from_logits:
+        out = tuple(torch.log(o.clamp_min(1e-6)) for o in out)
     kp, sc = head.export_decoder()(out)
     ref_kp, ref_sc = head.decode(out)
     np.testing.assert_allclose(kp.numpy(), ref_kp, atol=1e-5)
@@ -173,7 +177,7 @@ def test_heads_from_config_and_model():
     assert isinstance(default_head(create_model("sdpose_reg", input_size=INPUT, depth=1, dim=32, num_heads=2,
                                                 stem_blocks=1)), RLEHead)
     sc = create_model("simcc_res50", input_size=INPUT, backbone=StemNet(num_blocks=1), num_deconv_layers=0)
-    simcc = build_head(apply_overrides(cfg, ["data.sigma=6", "simcc.score_mode=max", "simcc.apply_softmax=true"]),
+    simcc = build_head(apply_overrides(cfg, ["data.sigma=6", "simcc.score_mode=max", "simcc.from_logits=true"]),
                        sc)
     assert isinstance(simcc, SimCCHead) and simcc.codec.simcc_size == (96, 128)
     assert simcc.codec.score_mode == "max" and simcc.codec.from_logits

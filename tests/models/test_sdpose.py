@@ -3,7 +3,8 @@ import torch
 
 from slimpose.engine.complexity import count_flops, count_params
 from slimpose.models.distilpose import distilpose_s
-from slimpose.models.sdpose import SDPOSE_MODELS, sdpose_b, sdpose_reg, sdpose_s_v1, sdpose_s_v2, sdpose_t
+from slimpose.models import MODELS
+from slimpose.models.sdpose import sdpose_b, sdpose_reg, sdpose_s_v1, sdpose_s_v2, sdpose_t
 from slimpose.models.stemnet import StemNet
 from slimpose.models.tokenpose import tokenpose_s_v1
 
@@ -140,4 +141,4 @@ def test_published_parameter_counts(factory, params_m, trainable_only, cycles):
     assert model.num_cycles == cycles and model.read_cycle == 0
     n = count_params(model, trainable_only=trainable_only) / 1e6
     assert abs(n - params_m) / params_m < 0.02
-    assert set(SDPOSE_MODELS) == {"sdpose_t", "sdpose_s_v1", "sdpose_s_v2", "sdpose_b", "sdpose_reg"}
+    assert {"sdpose_t", "sdpose_s_v1", "sdpose_s_v2", "sdpose_b", "sdpose_reg"} <= set(MODELS)

@@ -1,9 +1,10 @@
 """``slimpose export CKPT --format onnx|safetensors [--out FILE] [--decode-in-graph]``.
 
-ONNX: input ``images`` float32 (B,3,H,W) normalised, dynamic batch; output the raw model tensor, or with
-``--decode-in-graph`` ``keypoints`` (B,K,2) in input-crop pixels + ``scores`` (B,K) (argmax + quarter shift
-for heatmaps: DARK stays outside the graph; sigmoid coordinates for regression students). The file is
-checked against PyTorch with onnxruntime. safetensors: the weights plus ``model_name`` / ``config`` metadata,
+ONNX: input ``images`` float32 (B,3,H,W) normalised, dynamic batch; outputs the raw model outputs named by
+its head (``heatmaps``, ``output``, ``simcc_x`` + ``simcc_y``), or with ``--decode-in-graph`` ``keypoints``
+(B,K,2) in input-crop pixels + ``scores`` (B,K) decoded by the head (argmax + quarter shift for heatmaps:
+DARK stays outside the graph; coordinates for regression students; argmax for SimCC). The file is checked
+against PyTorch with onnxruntime. safetensors: the weights plus ``model_name`` / ``config`` metadata,
 loadable by ``slimpose.load``.
 """
 

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from slimpose.utils.io import SlimposeInputError, load_json
+from slimpose.data.boxes import load_detections, load_gt_index
+from slimpose.utils.io import SlimposeInputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -40,60 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-vis", action="store_true", help="do not write overlays")
     parser.add_argument("--max-frames", type=int, default=0,
                         help="video/webcam: stop after N frames (0: all)")
-
-
-# ----------------------------------------------------------------------------------------------- boxes
-
-
-def load_gt_index(path: str | os.PathLike) -> tuple[dict[str, int], dict[int, np.ndarray]]:
-    """``file_name -> image id`` (basename) and ``image id -> (N,5) boxes`` (non-crowd person annotations)."""
-    data = load_json(path, "annotation file")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise SlimposeInputError(f"{path}: not a COCO annotation file (no 'images' list)")
-    names: dict[str, int] = {}
-    for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
-            raise SlimposeInputError(f"{path}: images[{i}] needs 'file_name' and 'id'")
-        names[os.path.basename(str(img["file_name"]))] = int(img["id"])
-    boxes: dict[int, list[list[float]]] = {}
-    for i, ann in enumerate(data.get("annotations") or []):
-        if not isinstance(ann, dict) or ann.get("iscrowd", 0) or ann.get("category_id", 1) != 1:
-            continue
-        bbox = ann.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise SlimposeInputError(
-                f"{path}: annotations[{i}] (id {ann.get('id')}): bbox must be [x, y, w, h]")
-        if bbox[2] > 0 and bbox[3] > 0:
-            boxes.setdefault(int(ann["image_id"]), []).append([float(v) for v in bbox] + [1.0])
-    return names, {k: np.asarray(v, dtype=np.float64) for k, v in boxes.items()}
-
-
-def load_detections(path: str | os.PathLike, det_thr: float = 0.0) -> dict[int, np.ndarray]:
-    """COCO detection results -> ``image id -> (N,5) xywh+score`` (person category, score >= det_thr)."""
-    records = load_json(path, "detection file")
-    if not isinstance(records, list):
-        raise SlimposeInputError(f"{path}: detection results must be a JSON list of records")
-    out: dict[int, list[list[float]]] = {}
-    for i, rec in enumerate(records):
-        where = f"{path}: record {i}"
-        if not isinstance(rec, dict) or "image_id" not in rec or "bbox" not in rec:
-            raise SlimposeInputError(f"{where}: needs 'image_id' and 'bbox'")
-        if rec.get("category_id", 1) != 1:
-            continue
-        bbox = rec["bbox"]
-        try:
-            x, y, w, h = (float(v) for v in bbox)
-            score = float(rec.get("score", 1.0))
-            image_id = int(rec["image_id"])
-        except (TypeError, ValueError):
-            raise SlimposeInputError(
-                f"{where}: bbox must be 4 numbers [x, y, w, h], score a number") from None
-        if not np.all(np.isfinite([x, y, w, h, score])):
-            raise SlimposeInputError(f"{where}: non-finite bbox or score")
-        if w <= 0 or h <= 0 or score < det_thr:
-            continue
-        out.setdefault(image_id, []).append([x, y, w, h, score])
-    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -129,15 +76,6 @@ def _progress(iterable: Iterable[Any], total: int | None, desc: str) -> Iterable
 
     return tqdm(iterable, total=total, desc=desc, unit="img", dynamic_ncols=True, disable=None,
                 file=sys.stderr)
-
-
-def _nms(result: Any, sigmas: np.ndarray, thr: float | None) -> Any:
-    if thr is None or len(result) < 2:
-        return result
-    from slimpose.evaluation.nms import oks_nms
-
-    keep = oks_nms(result.keypoints, result.scores, result.areas, sigmas, thr=thr)
-    return result.select(keep)
 
 
 class _Runner:
@@ -181,7 +119,7 @@ class _Runner:
             images = [to_bgr_image(p) for p, _ in chunk]
             results = self.model.predict_batch(images, [self.boxes_for(i) for _, i in chunk])
             for (path, image_id), image, result in zip(chunk, images, results):
-                result = _nms(result, self.sigmas, self.args.nms_thr)
+                result = result.nms(self.sigmas, self.args.nms_thr)
                 self.records.extend(result.to_coco(image_id))
                 self.num_instances += len(result)
                 if not self.args.no_vis:
@@ -223,7 +161,7 @@ class _Runner:
                 frames_ = [f for _, f in chunk]
                 results = self.model.predict_batch(frames_, [self.boxes_for(i) for i, _ in chunk])
                 for (index, frame), result in zip(chunk, results):
-                    result = _nms(result, self.sigmas, self.args.nms_thr)
+                    result = result.nms(self.sigmas, self.args.nms_thr)
                     self.records.extend(result.to_coco(index))
                     self.num_instances += len(result)
                     if self.args.no_vis:

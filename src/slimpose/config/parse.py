@@ -3,8 +3,8 @@
 ``coerce(value, type)`` converts a value to a dataclass field's type. A JSON value must already have
 the type's JSON shape (a number for ``float``, a list for ``tuple[int, int]``, ...); command-line text
 is read by the same function: ``true/false/yes/no/on/off/1/0`` for ``bool``, numbers, comma-separated
-(optionally bracketed) lists for tuples and lists, ``none``/``null`` for ``X | None``, JSON or Python
-literals for dicts. A section typed ``Section | None`` is created with its defaults when one of its
+(optionally bracketed) lists for tuples and lists (a JSON list of objects for a list of sections),
+``none``/``null`` for ``X | None``, JSON or Python literals for dicts. A section typed ``Section | None`` is created with its defaults when one of its
 keys is set. Every error is a ``SlimposeInputError`` naming the file (or ``--set``) and the key.
 """
 
@@ -117,6 +117,8 @@ def coerce(value: Any, tp: Any, key: str, where: _Where, text: bool = False) -> 
     origin = typing.get_origin(tp)
     if origin in (tuple, list):
         items = _split_list(value) if text else value
+        if text and value.strip().startswith("[{"):  # a JSON list of sections, e.g. data.extra_train
+            items, text = parse_literal(value.strip()), False
         if not isinstance(items, (list, tuple)):
             raise where.error(key, tp, value)
         args = typing.get_args(tp)

@@ -78,7 +78,7 @@ class DataConfig:
     det_score_thr: float = 0.0
     input_size: tuple[int, int] = (192, 256)  # (w, h)
     heatmap_size: tuple[int, int] | None = None  # (w, h) of heatmap targets; None: the model's
-    sigma: float = 2.0  # target Gaussian: heatmap pixels (heatmap heads) or SimCC bins (SimCC heads)
+    sigma: float | None = None  # target Gaussian: heatmap px (heatmap heads, default 2) or SimCC bins (default 6)
     udp: bool = False
     unbiased_encoding: bool = False
     aug: AugmentParams = field(default_factory=AugmentParams)
@@ -131,10 +131,11 @@ class ScheduleConfig:
 @dataclass
 class SimCCParams:
     """SimCC labels, loss and decoding (``slimpose.heads.simcc``); ``data.sigma`` is the label sigma in
-    bins and the split ratio is the model's. Defaults: MMPose 1.x ``SimCCLabel`` + ``KLDiscretLoss``
-    (Gaussian labels normalised, KL with temperature ``beta``; scores = min of the x / y maxima of the raw
-    outputs, no sub-bin refinement). ``score_mode='max'`` with ``apply_softmax=True`` is the official
-    SimCC (leeyegy/SimCC) decoding; ``flip_shift_bins`` moves flipped x vectors back (official: 0)."""
+    bins (default 6) and the split ratio is the model's. Defaults: MMPose 1.x ``SimCCLabel`` +
+    ``KLDiscretLoss`` (Gaussian labels normalised, KL with temperature ``beta``; scores = min of the x / y
+    maxima of the raw outputs, no sub-bin refinement). ``score_mode='max'`` with ``from_logits=True``
+    (softmax before the maxima) is the official SimCC (leeyegy/SimCC) decoding; ``refine`` adds the
+    parabola sub-bin step; ``flip_shift_bins`` moves flipped x vectors back (official: 0)."""
 
     smoothing_type: str = "gaussian"  # 'gaussian' (SimDR*, Gaussian labels) | 'standard' (one-hot)
     label_smooth_weight: float = 0.0
@@ -143,7 +144,7 @@ class SimCCParams:
     label_softmax: bool = False
     label_beta: float = 10.0
     score_mode: str = "min_xy"
-    apply_softmax: bool = False
+    from_logits: bool = False
     refine: bool = False
     flip_shift_bins: int = 0
 
@@ -154,8 +155,9 @@ class DistilPoseConfig:
 
     ``L = reg L_reg + kt L_KT + vt L_VT + sh L_SH + cs L_CS`` (paper: 1, 5e-4, 5e-4, 1, 1e-2); a weight of
     0 switches a term off (Table 4). ``schedule``: ``constant`` or ``linear_decay`` (the distillation
-    terms fade as ``1 - epoch / epochs``, DWPose). The teacher is rebuilt from ``teacher_checkpoint``
-    (its ``model_name`` and ``config.model.overrides``; else ``teacher_model`` / ``teacher_overrides``).
+    terms fade as ``1 - epoch / epochs``, DWPose). The teacher is rebuilt from ``teacher_checkpoint``:
+    the architecture its ``model_name`` (else ``teacher_model``) and its ``config.model.overrides`` with
+    ``teacher_overrides`` on top.
     """
 
     teacher_model: str = "distilpose_teacher"
@@ -166,7 +168,6 @@ class DistilPoseConfig:
     vt: float = 5e-4
     sh: float = 1.0
     cs: float = 1e-2
-    smooth_l1_beta: float = 1.0
     check_teacher: bool = True  # dry-run both models once and compare token shapes before training
     schedule: str = "constant"
 
@@ -217,6 +218,7 @@ class TrainConfig:
     dark: bool = True  # DARK (unbiased) decoding at test time
     ohkm: bool = False
     ohkm_topk: int = 8
+    smooth_l1_beta: float = 1.0  # regression heads' Smooth L1 (DistilPose L_reg)
     sync_bn: bool = False
     find_unused_parameters: bool = False  # DDP option, for tasks whose forward skips some parameters
     log_interval: int = 50
@@ -271,6 +273,8 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     for key, value in positive.items():
         if value <= 0:
             raise bad(key, f"must be positive, got {value}")
+    if d.sigma is not None and not d.sigma > 0:
+        raise bad("data.sigma", f"must be positive, got {d.sigma}")
     if cfg.optim.lr <= 0:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
     if cfg.simcc is not None:
@@ -295,4 +299,8 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
             raise bad(f"{name}.schedule", f"{section.schedule!r} is not one of {', '.join(DISTILL_SCHEDULES)}")
     if cfg.distill is not None and cfg.distill.reg == 0 and not cfg.distill.uses_teacher:
         raise bad("distill", "every loss weight of the distill section is 0")
+    if cfg.distill is not None and cfg.distill.cs <= 0 and cfg.model.overrides.get("score_source") == "confidence":
+        raise bad("model.overrides.score_source",
+                  "'confidence' needs L_CS (distill.cs > 0): without it the confidence channel is untrained and "
+                  "ruins AP (yshMars/DistilPose#2); use 'constant'")
     return cfg

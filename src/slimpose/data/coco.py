@@ -23,7 +23,7 @@ from slimpose.data.instances import InstanceList, PoseInstance, SkipCounter
 from slimpose.data.metainfo import DatasetInfo
 from slimpose.utils.io import SlimposeInputError, load_json
 
-__all__ = ["load_coco_instances", "resolve_image_root", "number_array"]
+__all__ = ["load_coco_instances", "resolve_image_root", "number_array", "read_detections"]
 
 
 def number_array(value: Any, size: int | None, path: str | os.PathLike, record: str,
@@ -78,6 +78,26 @@ def _image_id(value: Any, path: str | os.PathLike, record: str) -> int:
     if isinstance(value, float) and value != as_int:
         raise SlimposeInputError(f"{path}: {record}: image id must be an integer, got {value!r}")
     return as_int
+
+
+def read_detections(path: str | os.PathLike) -> list[tuple[int, int, np.ndarray, float]]:
+    """A COCO detection-results json (``[{image_id, category_id, bbox: xywh, score}, ...]``) as
+    ``(image_id, category_id, bbox (4,), score)`` records, every field checked (errors name file and record)."""
+    dets = load_json(path, "detection results file")
+    if not isinstance(dets, list):
+        raise SlimposeInputError(f"{path}: detection results must be a json list of "
+                                 "{image_id, category_id, bbox, score} objects")
+    out = []
+    for i, det in enumerate(dets):
+        record = f"detection [{i}]"
+        if not isinstance(det, dict) or "image_id" not in det or "bbox" not in det:
+            raise SlimposeInputError(f"{path}: {record} needs 'image_id' and 'bbox'")
+        bbox = number_array(det["bbox"], None, path, record, "bbox")
+        if bbox.size < 4:
+            raise SlimposeInputError(f"{path}: {record}: 'bbox' has {bbox.size} values, expected 4")
+        score = number_array(det.get("score", 1.0), 1, path, record, "score")[0]
+        out.append((_image_id(det["image_id"], path, record), det.get("category_id", 1), bbox[:4], float(score)))
+    return out
 
 
 def _index_images(data: dict, path: str | os.PathLike) -> dict[int, dict]:
@@ -226,32 +246,19 @@ def _load_detections(ann_file, bbox_file, images: dict[int, dict], root: Path, n
     if num_kpts is None:
         raise SlimposeInputError(f"{ann_file}: cannot tell the number of keypoints for detection boxes "
                                  "(the category has no 'keypoints' names); pass info=<DatasetInfo>")
-    dets = load_json(bbox_file, "detection results file")
-    if not isinstance(dets, list):
-        raise SlimposeInputError(f"{bbox_file}: detection results must be a json list of "
-                                 "{image_id, category_id, bbox, score} objects")
     counter = SkipCounter()
     out: list[PoseInstance] = []
     unknown: list[int] = []
-    for i, det in enumerate(dets):
-        record = f"detection [{i}]"
-        if not isinstance(det, dict) or "image_id" not in det or "bbox" not in det:
-            raise SlimposeInputError(f"{bbox_file}: {record} needs 'image_id' and 'bbox'")
-        img_id = _image_id(det["image_id"], bbox_file, record)
+    for img_id, det_category, bbox, score in read_detections(bbox_file):
         if img_id not in images:
             unknown.append(img_id)
             continue
-        if det.get("category_id", category_id) != category_id:
+        if det_category != category_id:
             counter.add("not_person")
             continue
-        score = number_array(det.get("score", 1.0), 1, bbox_file, record, "score")[0]
         if score < det_score_thr:
             counter.add("low_score")
             continue
-        bbox = number_array(det["bbox"], None, bbox_file, record, "bbox")
-        if bbox.size < 4:
-            raise SlimposeInputError(f"{bbox_file}: {record}: 'bbox' has {bbox.size} values, expected 4")
-        bbox = bbox[:4]
         if not (bbox[2] > 0 and bbox[3] > 0):
             counter.add("zero_area")
             continue

@@ -3,7 +3,6 @@ SDPose) says which terms, their weights and schedule, and (DistilPose) which fro
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
@@ -15,26 +14,10 @@ from slimpose.distillation.distiller import Distiller
 from slimpose.distillation.sdpose import sdpose_terms
 from slimpose.distillation.teacher import check_teacher_compatibility, load_teacher
 from slimpose.engine.builders import build_model
-from slimpose.heads import HeatmapHead, RegressionHead, build_head
+from slimpose.heads import build_head
 from slimpose.utils.io import SlimposeInputError
 
 _TEACHER_FIELDS = ("teacher_model", "teacher_overrides", "teacher_checkpoint", "check_teacher")
-
-
-def prepare_config(cfg: TrainConfig) -> TrainConfig:
-    """The config a distillation run trains and saves: a DistilPose student scores its keypoints with the
-    confidence channel only when L_CS trains it (``model.overrides.score_source``, written into the run's
-    config so that the checkpoint rebuilds the same student). Other configs come back unchanged."""
-    if cfg.distill is None:
-        return cfg
-    explicit = cfg.model.overrides.get("score_source")
-    if explicit == "confidence" and cfg.distill.cs <= 0:
-        raise SlimposeInputError(
-            "distill: model.overrides.score_source='confidence' needs L_CS (distill.cs > 0): without it the "
-            "confidence channel is untrained and ruins AP (yshMars/DistilPose#2); use 'constant'")
-    cfg = copy.deepcopy(cfg)
-    cfg.model.overrides["score_source"] = explicit or cfg.distill.score_source
-    return cfg
 
 
 def build_distiller(cfg: TrainConfig, teacher: nn.Module | None = None) -> Distiller:
@@ -44,17 +27,17 @@ def build_distiller(cfg: TrainConfig, teacher: nn.Module | None = None) -> Disti
     head = build_head(cfg, model)
     if cfg.distill is not None:
         section = cfg.distill
-        if not isinstance(head, RegressionHead):
-            raise SlimposeInputError(f"model.name: {cfg.model.name!r} is not a regression student "
-                                     "(distilpose_*, deeppose_*): DistilPose distils heatmaps into coordinates")
+        if not head.heatmap_gaussians:
+            raise SlimposeInputError(f"model.name: {cfg.model.name!r} is not a DistilPose regression student "
+                                     "(distilpose_*, deeppose_*): DistilPose distils heatmaps into coordinates "
+                                     "with Gaussians in heatmap pixels")
         terms = distilpose_terms(section)
         loaded, record = None, None
         if section.uses_teacher:
             loaded, record = load_teacher(section.teacher_checkpoint, section.teacher_model,
                                           section.teacher_overrides, model.num_keypoints,
                                           tuple(cfg.data.input_size), teacher)
-            if not (isinstance(getattr(loaded, "head_class", None), type)
-                    and issubclass(loaded.head_class, HeatmapHead)):
+            if not getattr(getattr(loaded, "head_class", None), "outputs_heatmaps", False):
                 raise SlimposeInputError(f"{section.teacher_checkpoint}: the teacher {record['model']!r} must be "
                                          "a heatmap model")
             if section.check_teacher:

@@ -5,7 +5,8 @@
 ``L_head`` is the student head's own loss (Smooth L1 for a DistilPose student, RLE for SDPose-Reg,
 heatmap MSE for SDPose, ...). Each term ``L_t`` is a ``DistillTerm`` with its weight ``w_t``; the optional
 schedule ``s`` is ``constant`` (1) or ``linear_decay`` (``1 - epoch / epochs``, DWPose's fade), set before
-every epoch through ``set_epoch``. The student's forward is run once per batch in the form the terms ask
+every epoch through ``set_epoch``; it scales the terms marked ``scheduled`` (every distillation term, not a
+term that is a task loss, such as SDPose's loss on the other cycles). The student's forward is run once per batch in the form the terms ask
 for (plain output, output + tokens, or all cycles of a multi-cycled model); the teacher (if any) runs in
 eval mode under ``no_grad``, is held outside the module tree (not in ``parameters()`` / ``state_dict()``;
 ``train()`` leaves it in eval mode; ``to()`` moves it) and is never saved. DistilPose's four terms and
@@ -17,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from slimpose.distillation.teacher import freeze_teacher
+from slimpose.engine.tasks import TopDownTask
 from slimpose.models.base import TokenFeatures
 from slimpose.utils.io import SlimposeInputError
 
@@ -55,10 +56,12 @@ class DistillTerm(nn.Module):
     """One weighted term of a distillation loss; ``forward(student, teacher, batch) -> scalar``.
 
     ``needs_teacher`` / ``needs_teacher_features``: what of the teacher it reads; ``needs_features``: the
-    student's tokens; ``needs_cycles``: every cycle of a multi-cycled student.
+    student's tokens; ``needs_cycles``: every cycle of a multi-cycled student; ``scheduled``: the
+    distiller's schedule scales it.
     """
 
     name = "term"
+    scheduled = True
     needs_teacher = True
     needs_teacher_features = False
     needs_features = False
@@ -73,18 +76,20 @@ class DistillTerm(nn.Module):
         raise NotImplementedError
 
 
-class Distiller(nn.Module):
-    """Engine task (``task(batch) -> (loss, logs)``, ``predict``): student ``model`` + ``head``, ``terms``,
-    an optional frozen ``teacher`` and the record that goes into every checkpoint (``distill``)."""
+class Distiller(TopDownTask):
+    """Engine task (``task(batch) -> (loss, logs)``, ``predict`` as ``TopDownTask``): student ``model`` +
+    ``head``, ``terms``, an optional frozen ``teacher`` and the record that goes into every checkpoint
+    (``distill``)."""
+
+    # keys of the old SDPose-Reg task (its RLE flow) -> the head's, for resuming a run of an older version
+    LEGACY_KEYS = (("criterion.rle.", "head.rle."), ("sd_loss.criterion.rle.", None))
 
     def __init__(self, model: nn.Module, head: nn.Module, terms: Sequence[DistillTerm],
                  teacher: nn.Module | None = None, task_weight: float = 1.0, schedule: str = "constant",
                  record: dict[str, Any] | None = None) -> None:
-        super().__init__()
+        super().__init__(model, head)
         if schedule not in SCHEDULES:
             raise SlimposeInputError(f"distillation schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
-        self.model = model
-        self.head = head
         self.terms = nn.ModuleList(terms)
         if any(t.needs_teacher for t in self.terms) and teacher is None:
             raise SlimposeInputError("distillation: the terms "
@@ -98,10 +103,6 @@ class Distiller(nn.Module):
         self.schedule = schedule
         self.factor = 1.0
         self.record = dict(record or {})
-
-    @property
-    def input_key(self) -> str:
-        return self.model.input_spec.batch_key
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """The schedule's factor of the distillation terms for ``epoch`` (0-based) of ``epochs``."""
@@ -128,6 +129,7 @@ class Distiller(nn.Module):
             return StudentOutputs(out, TokenFeatures(kpt, vis, kpt), cycles, read)
         if any(t.needs_features for t in self.terms):
             features = self.model.forward_features(inputs)
+            _require_tokens(features, "student", self.model)
             return StudentOutputs(self.model.forward_head(features), features)
         return StudentOutputs(self.model(inputs))
 
@@ -140,6 +142,7 @@ class Distiller(nn.Module):
             self.teacher.eval()
         if any(t.needs_teacher_features for t in self.terms):
             features = self.teacher.forward_features(inputs)
+            _require_tokens(features, "teacher", self.teacher)
             return TeacherOutputs(self.teacher.forward_head(features), features)
         return TeacherOutputs(self.teacher(inputs))
 
@@ -154,16 +157,28 @@ class Distiller(nn.Module):
             total = total + self.task_weight * loss
             logs.update({k: self.task_weight * v for k, v in head_logs.items()})
         for term in self.terms:
-            if term.weight <= 0:
-                continue
-            value = (self.factor * term.weight) * term(student, teacher, batch)
+            factor = self.factor if term.scheduled else 1.0
+            value = (factor * term.weight) * term(student, teacher, batch)
             total = total + value
             logs[f"loss_{term.name}"] = value.detach()
         return total, logs
 
-    @torch.no_grad()
-    def predict(self, inputs: torch.Tensor, flip_pairs=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.head.predict(self.model, inputs, flip_pairs)
-
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"distill": self.record}
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False):
+        renamed = {}
+        for key, value in state_dict.items():
+            for old, new in self.LEGACY_KEYS:
+                if key.startswith(old):
+                    key = None if new is None else new + key[len(old):]
+                    break
+            if key is not None:
+                renamed[key] = value
+        return super().load_state_dict(renamed, strict=strict, assign=assign)
+
+
+def _require_tokens(features: Any, who: str, model: nn.Module) -> None:
+    if not isinstance(features, TokenFeatures):
+        raise SlimposeInputError(f"distillation: the {who} {type(model).__name__} has no tokens; the token terms "
+                                 "(L_KT / L_VT) need token models on both sides (switch them off: kt=0, vt=0)")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from slimpose.distillation.distiller import DistillTerm, StudentOutputs, TeacherOutputs
 from slimpose.heads.regression import split_regression_output
+from slimpose.losses.heatmap import per_joint_mse
 from slimpose.utils.io import SlimposeInputError
 
 
@@ -54,18 +55,6 @@ def render_simulated_heatmaps(
     return heatmaps, valid
 
 
-def joints_mse_loss(
-    pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """mmpose 0.x ``JointsMSELoss``: 0.5 * mean over (B,K,H,W) of ((pred - target) * w_k)^2."""
-    if pred.shape != target.shape:
-        raise ValueError(f"joints_mse_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    diff = pred - target
-    if target_weight is not None:
-        diff = diff * target_weight.to(pred.dtype)[..., None, None]
-    return 0.5 * diff.pow(2).mean()
-
-
 def simulated_heatmap_loss(
     coords: torch.Tensor,
     sigmas: torch.Tensor,
@@ -81,7 +70,7 @@ def simulated_heatmap_loss(
     h, w = teacher_heatmaps.shape[-2:]
     sim, valid = render_simulated_heatmaps(coords, sigmas, (w, h))
     weight = valid if target_weight is None else valid * target_weight.to(valid.dtype)
-    return joints_mse_loss(sim, teacher_heatmaps.detach(), weight)
+    return per_joint_mse(sim, teacher_heatmaps.detach(), weight).mean()  # JointsMSELoss
 
 
 def sample_teacher_confidence(coords: torch.Tensor, teacher_heatmaps: torch.Tensor) -> torch.Tensor:

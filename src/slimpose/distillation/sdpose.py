@@ -42,6 +42,7 @@ class CycleTaskTerm(DistillTerm):
     """The head's task loss on every cycle but the read one (whose loss the distiller adds itself)."""
 
     name = "cycles"
+    scheduled = False  # a task loss, not a distillation term
     needs_teacher = False
     needs_cycles = True
 

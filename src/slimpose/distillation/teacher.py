@@ -83,6 +83,8 @@ def load_teacher(checkpoint: str | None, model_name: str, overrides: dict[str, A
     best = ckpt.get("best")
     if isinstance(best, dict) and best.get("value") is not None:
         extra["best"] = dict(best)
+    elif ckpt.get("best_ap") is not None:  # a checkpoint of an older version
+        extra["best"] = {"metric": "AP", "mode": "max", "value": float(ckpt["best_ap"])}
     return teacher, TeacherRecord(str(checkpoint), file_sha256(checkpoint), name, extra).to_dict()
 
 

@@ -94,6 +94,9 @@ def build_instances(cfg: TrainConfig, split: str) -> list[Any]:
     files = split_files(cfg, split)
     bbox_file = None
     if split == "val" and not d.use_gt_bbox:
+        if not spec.supports_detections:
+            raise SlimposeInputError(f"data.use_gt_bbox=false: data set {spec.name!r} is evaluated with its "
+                                     "own person boxes (centres and scales), not detections")
         det = Path(d.det_file).expanduser() if d.det_file else (
             Path(d.data_root).expanduser() / spec.det_file if spec.det_file else None)
         if det is None or not det.is_file():
@@ -188,8 +191,9 @@ def build_evaluator(cfg: TrainConfig, dist: DistInfo, out_dir: str | Path, codec
 # ----------------------------------------------------------------------------------------------- model
 
 
-def build_model(cfg: TrainConfig, num_keypoints: int | None = None) -> nn.Module:
-    """``models.create_model(cfg.model.name, num_keypoints, input_size, **overrides)``; loads ``pretrained``.
+def build_model(cfg: TrainConfig, num_keypoints: int | None = None, load_pretrained: bool = True) -> nn.Module:
+    """``models.create_model(cfg.model.name, num_keypoints, input_size, **overrides)``; loads ``pretrained``
+    (``load_pretrained=False``: not, for a model whose trained weights are loaded next).
 
     ``num_keypoints`` defaults to the main data set's (``model.overrides.num_keypoints`` wins).
     """
@@ -205,7 +209,7 @@ def build_model(cfg: TrainConfig, num_keypoints: int | None = None) -> nn.Module
         model = models.create_model(name, **kwargs)
     except (TypeError, ValueError) as e:
         raise SlimposeInputError(f"model: cannot build {name!r} with {kwargs}: {e}") from None
-    if cfg.model.pretrained:
+    if cfg.model.pretrained and load_pretrained:
         load_model_weights(model, cfg.model.pretrained)
     return model
 

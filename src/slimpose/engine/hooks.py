@@ -1,19 +1,47 @@
-"""Hooks of the training loop: evaluation, checkpoints (last and best by a named metric), logging, the
-distillation schedule. Each is small and independent; ``build_trainer`` lists them in the order they run
-(evaluation, then checkpointing, then logging)."""
+"""Hooks of the training loop: the ``Hook`` base class, evaluation, checkpoints (last and best by a named
+metric), logging, the distillation schedule. Each is small and independent; ``build_trainer`` lists them in
+the order they run (evaluation, then checkpointing, then logging)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from slimpose.engine.checkpoint import capture_rng_state, save_checkpoint
 from slimpose.engine.distributed import all_gather_object, broadcast_buffers
-from slimpose.engine.loop import Hook, TrainLoop
 from slimpose.evaluation.metrics import MODES, is_better
 from slimpose.utils.io import SlimposeInputError
+
+if TYPE_CHECKING:
+    from slimpose.engine.loop import TrainLoop
+
+
+class Hook:
+    """Called by ``TrainLoop`` at fixed points; ``state_dict`` is saved in checkpoints under ``key``."""
+
+    key: str = ""
+
+    def before_train(self, loop: "TrainLoop") -> None: ...
+
+    def before_epoch(self, loop: "TrainLoop") -> None: ...
+
+    def after_step(self, loop: "TrainLoop", values: dict[str, float]) -> None: ...
+
+    def after_epoch(self, loop: "TrainLoop") -> None: ...
+
+    def after_train(self, loop: "TrainLoop") -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def load_from_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        """Restore this hook's state from a training checkpoint (its entry under ``key``)."""
+        if self.key and isinstance(ckpt.get(self.key), dict):
+            self.load_state_dict(ckpt[self.key])
 
 
 class EvalHook(Hook):
@@ -56,23 +84,23 @@ class CheckpointHook(Hook):
     def after_epoch(self, loop: TrainLoop) -> None:
         metrics = loop.epoch_metrics
         improved = False
-        if metrics is not None:
-            if self.metric not in metrics:
-                raise SlimposeInputError(f"best_metric {self.metric!r} is not a validation metric of this run "
-                                         f"({', '.join(sorted(metrics))})")
+        missing = metrics is not None and self.metric not in metrics
+        if metrics is not None and not missing:
             value = float(metrics[self.metric])
             improved = is_better(value, self.value, self.mode)
             if improved:
                 self.value = value
         rng_all = all_gather_object(capture_rng_state())
         loop.summary[f"best_{self.metric}"] = self.value
-        if not loop.is_main:
-            return
-        state = loop.state_dict()
-        state["rng_per_rank"] = rng_all
-        save_checkpoint(state, self.work_dir / "last.pth")
-        if improved:
-            save_checkpoint(state, self.work_dir / "best.pth")
+        if loop.is_main:
+            state = loop.state_dict()
+            state["rng_per_rank"] = rng_all
+            save_checkpoint(state, self.work_dir / "last.pth")
+            if improved:
+                save_checkpoint(state, self.work_dir / "best.pth")
+        if missing:  # after last.pth is written: the epoch's training is not lost
+            raise SlimposeInputError(f"best_metric {self.metric!r} is not a validation metric of this run "
+                                     f"({', '.join(sorted(metrics))}); last.pth of epoch {loop.epoch} is saved")
 
     def state_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "mode": self.mode, "value": self.value}
@@ -80,6 +108,13 @@ class CheckpointHook(Hook):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("metric") == self.metric and state.get("mode") == self.mode:
             self.value = None if state.get("value") is None else float(state["value"])
+
+    def load_from_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        """Also reads the ``best_ap`` of checkpoints of older versions (their best AP or PCKh)."""
+        if "best" not in ckpt and ckpt.get("best_ap") is not None and self.mode == "max" \
+                and self.metric in ("AP", "PCKh") and float(ckpt["best_ap"]) > float("-inf"):
+            self.value = float(ckpt["best_ap"])
+        super().load_from_checkpoint(ckpt)
 
 
 class LoggerHook(Hook):

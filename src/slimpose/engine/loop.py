@@ -22,32 +22,12 @@ from torch import nn
 
 from slimpose.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from slimpose.engine.distributed import DistInfo, all_reduce_tensor, barrier
+from slimpose.engine.hooks import Hook
 from slimpose.utils.io import SlimposeInputError
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
-
-
-class Hook:
-    """Called by ``TrainLoop`` at fixed points; ``state_dict`` is saved in checkpoints under ``key``."""
-
-    key: str = ""
-
-    def before_train(self, loop: "TrainLoop") -> None: ...
-
-    def before_epoch(self, loop: "TrainLoop") -> None: ...
-
-    def after_step(self, loop: "TrainLoop", values: dict[str, float]) -> None: ...
-
-    def after_epoch(self, loop: "TrainLoop") -> None: ...
-
-    def after_train(self, loop: "TrainLoop") -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -158,8 +138,7 @@ class TrainLoop:
         self.epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt["global_step"])
         for h in self.hooks:
-            if h.key and isinstance(ckpt.get(h.key), dict):
-                h.load_state_dict(ckpt[h.key])
+            h.load_from_checkpoint(ckpt)
         per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
         if len(per_rank) == self.dist.world_size:
             restore_rng_state(per_rank[self.dist.rank])

@@ -17,13 +17,13 @@ interface with a teacher and distillation terms.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-FlipPairs = Sequence[tuple[int, int]]
+from slimpose.heads.base import FlipPairs
 
 
 class TopDownTask(nn.Module):

@@ -119,7 +119,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir
     cfg = validate_config(cfg)
     dist, own = _setup(cfg, dist)
     try:
-        model = builders.build_model(cfg)
+        model = builders.build_model(cfg, load_pretrained=False)
         load_model_weights(model, checkpoint)
         task = builders.build_topdown_task(cfg, model).to(dist.device)
         evaluator = builders.build_evaluator(cfg, dist, out_dir if out_dir is not None else cfg.work_dir,

@@ -42,6 +42,9 @@ class Head(nn.Module):
     and ``export_decoder``."""
 
     output_names: tuple[str, ...] = ("output",)
+    # what a head's output is, for methods that need a kind of output (declared, never probed):
+    outputs_heatmaps = False  # (B, K, h, w) heatmaps: a DistilPose teacher
+    heatmap_gaussians = False  # (B, K, 5) coordinates, score and sigmas in heatmap pixels: a DistilPose student
 
     def __init__(self, codec: Any) -> None:
         super().__init__()

@@ -70,6 +70,8 @@ class HeatmapHead(Head):
     """
 
     output_names = ("heatmaps",)
+    default_sigma = 2.0  # heatmap pixels, the HRNet / TokenPose recipes' (``data.sigma`` when not set)
+    outputs_heatmaps = True
 
     def __init__(self, codec: MSRAHeatmap | UDPHeatmap, criterion: nn.Module | None = None,
                  shift_heatmap: bool = True) -> None:
@@ -87,10 +89,11 @@ class HeatmapHead(Head):
             raise SlimposeInputError(
                 f"data.heatmap_size {tuple(d.heatmap_size)} does not match the heatmap size {hm} of model "
                 f"{cfg.model.name!r} at input size {size}")
+        sigma = d.sigma if d.sigma is not None else cls.default_sigma
         if d.udp:
-            codec: MSRAHeatmap | UDPHeatmap = UDPHeatmap(size, hm, sigma=d.sigma)
+            codec: MSRAHeatmap | UDPHeatmap = UDPHeatmap(size, hm, sigma=sigma)
         else:
-            codec = MSRAHeatmap(size, hm, sigma=d.sigma, unbiased=d.unbiased_encoding, dark=cfg.dark)
+            codec = MSRAHeatmap(size, hm, sigma=sigma, unbiased=d.unbiased_encoding, dark=cfg.dark)
         criterion = KeypointOHKMMSELoss(topk=cfg.ohkm_topk) if cfg.ohkm else KeypointMSELoss()
         return cls(codec, criterion, shift_heatmap=cfg.shift_heatmap and not d.udp)
 

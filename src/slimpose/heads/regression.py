@@ -34,13 +34,17 @@ def split_regression_output(output: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return output[..., 0:2], output[..., 2], output[..., 3:5]
 
 
+def check_score_source(score_source: str) -> str:
+    if score_source not in SCORE_SOURCES:
+        raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
+    return score_source
+
+
 def keypoint_scores(output: torch.Tensor, score_source: str) -> torch.Tensor:
     """Per-keypoint scores (B, K) of a (B, K, 5) output under ``score_source``."""
-    if score_source == "confidence":
+    if check_score_source(score_source) == "confidence":
         return output[..., 2]
-    if score_source == "constant":
-        return torch.ones_like(output[..., 2])
-    raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
+    return torch.ones_like(output[..., 2])
 
 
 class RegressionDecode(nn.Module):
@@ -48,9 +52,7 @@ class RegressionDecode(nn.Module):
 
     def __init__(self, input_size: tuple[int, int], score_source: str = "confidence") -> None:
         super().__init__()
-        if score_source not in SCORE_SOURCES:
-            raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
-        self.score_source = score_source
+        self.score_source = check_score_source(score_source)
         self.register_buffer("size", torch.tensor([float(input_size[0]), float(input_size[1])]), persistent=False)
 
     def forward(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,19 +63,23 @@ class RegressionHead(Head):
     """Smooth L1 on normalised coordinates (L_reg); scores by ``score_source``."""
 
     loss_name = "reg"
+    heatmap_gaussians = True  # sigma = softplus, in heatmap pixels (DistilPose's L_SH renders them)
 
     def __init__(self, input_size: tuple[int, int], score_source: str = "confidence",
                  smooth_l1_beta: float = 1.0) -> None:
         super().__init__(RegressionLabel(input_size))
-        if score_source not in SCORE_SOURCES:
-            raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
-        self.score_source = score_source
+        self.score_source = check_score_source(score_source)
         self.smooth_l1_beta = smooth_l1_beta
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module) -> "RegressionHead":
-        beta = cfg.distill.smooth_l1_beta if cfg.distill is not None else 1.0
-        return cls(tuple(model.input_size), getattr(model, "score_source", "confidence"), beta)
+        """Scores: ``model.overrides.score_source`` if set; else, for a DistilPose student (a config with a
+        ``distill`` section), the confidence channel only when L_CS trains it; else the model's own."""
+        source = cfg.model.overrides.get("score_source")
+        if source is None:
+            source = cfg.distill.score_source if cfg.distill is not None else getattr(model, "score_source",
+                                                                                        "confidence")
+        return cls(tuple(model.input_size), source, cfg.smooth_l1_beta)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -91,9 +97,7 @@ class RegressionHead(Head):
         return flip_coordinates_back(output, flip_pairs, self.input_size[0], normalized=True)
 
     def decode(self, output: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        size = output.new_tensor([float(self.input_size[0]), float(self.input_size[1])])
-        keypoints = output[..., :2] * size
-        scores = keypoint_scores(output, self.score_source)
+        keypoints, scores = self.export_decoder().to(output.device)(output)
         return keypoints.detach().float().cpu().numpy(), scores.detach().float().cpu().numpy()
 
     def export_decoder(self) -> nn.Module:
@@ -107,6 +111,7 @@ class RLEHead(RegressionHead):
     """
 
     loss_name = "rle"
+    heatmap_gaussians = False  # RLE's sigmas are in normalised units
 
     def __init__(self, input_size: tuple[int, int], rle: RLELoss | None = None) -> None:
         super().__init__(input_size, score_source="confidence")

@@ -6,7 +6,7 @@ Outputs ``(x_logits (B, K, W k), y_logits (B, K, H k))``; targets are ``SimCCLab
 with the plain ones *as logits*, then decoded; ``flip_shift_bins`` moves the flipped x vectors back
 (official: 0, which leaves a bias of ``(k - 1) / k`` crop px, see ``codecs.flip``). Decoding: argmax / k;
 keypoint score = min of the x / y maxima of the raw outputs (MMPose ``get_simcc_maximum``) or, with
-``apply_softmax`` and ``score_mode='max'``, the max softmax probability of x (official SimCC).
+``from_logits`` (softmax first) and ``score_mode='max'``, the max softmax probability of x (official SimCC).
 """
 
 from __future__ import annotations
@@ -23,22 +23,45 @@ from slimpose.heads.base import FlipPairs, Head
 from slimpose.losses.simcc import KLDiscretLoss
 
 
-class SimCCDecode(nn.Module):
-    """(x (B,K,Wx), y (B,K,Hy)) -> (keypoints (B,K,2) crop pixels, scores (B,K)): argmax / k, in-graph."""
+def _parabola_refine(loc: torch.Tensor, log_values: torch.Tensor) -> torch.Tensor:
+    """The codec's sub-bin step (``codecs._gaussian.parabola_refine_1d``) in torch, for the exported graph:
+    the vertex of the parabola through three log-values around the argmax, clipped to +-0.5 bin."""
+    length = log_values.shape[-1]
+    if length < 3:
+        return loc.to(log_values.dtype)
+    s = (loc - 1).clamp(0, length - 3)
+    f0, f1, f2 = (log_values.gather(-1, (s + i).unsqueeze(-1)).squeeze(-1) for i in range(3))
+    curv = f2 - 2 * f1 + f0
+    ok = (curv < 0) & torch.isfinite(curv)
+    vertex = s.to(f0.dtype) + 1 - 0.5 * (f2 - f0) / torch.where(ok, curv, -torch.ones_like(curv))
+    p = loc.to(f0.dtype)
+    vertex = torch.minimum(torch.maximum(vertex, p - 0.5), p + 0.5)
+    return torch.where(ok, vertex, p)
 
-    def __init__(self, split_ratio: float, score_mode: str = "min_xy", apply_softmax: bool = False) -> None:
+
+class SimCCDecode(nn.Module):
+    """(x (B,K,Wx), y (B,K,Hy)) -> (keypoints (B,K,2) crop pixels, scores (B,K)) in-graph: the codec's
+    decoding (softmax when ``from_logits``, argmax, optional sub-bin step, / split ratio, scores)."""
+
+    def __init__(self, split_ratio: float, score_mode: str = "min_xy", from_logits: bool = False,
+                 refine: bool = False) -> None:
         super().__init__()
         self.split_ratio = float(split_ratio)
         self.score_mode = score_mode
-        self.apply_softmax = apply_softmax
+        self.from_logits = from_logits
+        self.refine = refine
 
     def forward(self, output: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = output
-        if self.apply_softmax:
-            x, y = x.softmax(dim=-1), y.softmax(dim=-1)
-        max_x, loc_x = x.max(dim=-1)
-        max_y, loc_y = y.max(dim=-1)
-        keypoints = torch.stack((loc_x, loc_y), dim=-1).to(x.dtype) / self.split_ratio
+        px, py = (x.softmax(dim=-1), y.softmax(dim=-1)) if self.from_logits else (x, y)
+        max_x, loc_x = px.max(dim=-1)
+        max_y, loc_y = py.max(dim=-1)
+        if self.refine:
+            log_x, log_y = (x, y) if self.from_logits else (x.clamp_min(1e-10).log(), y.clamp_min(1e-10).log())
+            fx, fy = _parabola_refine(loc_x, log_x), _parabola_refine(loc_y, log_y)
+        else:
+            fx, fy = loc_x.to(x.dtype), loc_y.to(y.dtype)
+        keypoints = torch.stack((fx, fy), dim=-1) / self.split_ratio
         return keypoints, simcc_scores(max_x, max_y, self.score_mode)
 
 
@@ -46,6 +69,7 @@ class SimCCHead(Head):
     """SimCC x / y logits of a model with ``split_ratio`` bins per input pixel."""
 
     output_names = ("simcc_x", "simcc_y")
+    default_sigma = 6.0  # bins, MMPose's SimCCLabel (``data.sigma`` when not set)
 
     def __init__(self, codec: SimCCLabel, criterion: nn.Module | None = None, flip_shift_bins: int = 0) -> None:
         super().__init__(codec)
@@ -57,10 +81,11 @@ class SimCCHead(Head):
         from slimpose.config.schema import SimCCParams
 
         p = cfg.simcc if cfg.simcc is not None else SimCCParams()
-        codec = SimCCLabel(tuple(model.input_size), smoothing_type=p.smoothing_type, sigma=cfg.data.sigma,
+        sigma = cfg.data.sigma if cfg.data.sigma is not None else cls.default_sigma
+        codec = SimCCLabel(tuple(model.input_size), smoothing_type=p.smoothing_type, sigma=sigma,
                            split_ratio=model.split_ratio, label_smooth_weight=p.label_smooth_weight,
                            normalize=p.normalize, refine=p.refine, score_mode=p.score_mode,
-                           from_logits=p.apply_softmax)
+                           from_logits=p.from_logits)
         loss = KLDiscretLoss(beta=p.beta, label_softmax=p.label_softmax, label_beta=p.label_beta)
         return cls(codec, loss, flip_shift_bins=p.flip_shift_bins)
 
@@ -81,4 +106,4 @@ class SimCCHead(Head):
 
     def export_decoder(self) -> nn.Module:
         c = self.codec
-        return SimCCDecode(c.split_ratio, c.score_mode, apply_softmax=c.from_logits)
+        return SimCCDecode(c.split_ratio, c.score_mode, from_logits=c.from_logits, refine=c.refine)

@@ -29,11 +29,13 @@ def _check_shapes(output: torch.Tensor, target: torch.Tensor, target_weight: tor
 def per_joint_mse(
     output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None
 ) -> torch.Tensor:
-    """``0.5 * mean_pixels((w * (pred - gt))**2)`` per sample and joint, shape (B, K), computed in float32."""
+    """``0.5 * mean_pixels((w * (pred - gt))**2)`` per sample and joint, shape (B, K), computed in at least
+    float32 (half-precision outputs of AMP are upcast)."""
     _check_shapes(output, target, target_weight)
-    diff = output.float() - target.float()
+    dtype = torch.promote_types(output.dtype, torch.float32)
+    diff = output.to(dtype) - target.to(dtype)
     if target_weight is not None:
-        diff = diff * target_weight.float().reshape(*output.shape[:2], 1, 1)
+        diff = diff * target_weight.to(dtype).reshape(*output.shape[:2], 1, 1)
     return 0.5 * diff.pow(2).flatten(2).mean(dim=2)
 
 

@@ -25,16 +25,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimpose.heads.regression import SCORE_SOURCES, RegressionHead
+from slimpose.heads.regression import RegressionHead, check_score_source
 from slimpose.models._factory import backbone_feature_size, pop_backbone, pop_stem_backbone
 from slimpose.models.base import PoseNet, TokenFeatures
 from slimpose.models.head_layers import REGRESSION_OUT_DIM, RegressionTokenHead, activate_regression_output
 from slimpose.models.transformer import TokenTransformer
-
-
-def _check_score_source(score_source: str) -> None:
-    if score_source not in SCORE_SOURCES:
-        raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
 
 
 class DistilPose(PoseNet):
@@ -65,7 +60,7 @@ class DistilPose(PoseNet):
     ):
         super().__init__()
         feature_size = backbone_feature_size(backbone, input_size, "DistilPose")
-        _check_score_source(score_source)
+        check_score_source(score_source)
         self.backbone = backbone
         self.num_keypoints = num_keypoints
         self.input_size = tuple(input_size)
@@ -110,7 +105,7 @@ class DeepPose(PoseNet):
         score_source: str = "confidence",
     ):
         super().__init__()
-        _check_score_source(score_source)
+        check_score_source(score_source)
         self.backbone = backbone
         self.num_keypoints = num_keypoints
         self.input_size = tuple(input_size)

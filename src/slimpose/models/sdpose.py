@@ -221,16 +221,7 @@ def sdpose_reg(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256)
     return SDPoseReg(backbone, num_keypoints, tuple(input_size), **cfg)
 
 
-SDPOSE_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "sdpose_t": sdpose_t,
-    "sdpose_s_v1": sdpose_s_v1,
-    "sdpose_s_v2": sdpose_s_v2,
-    "sdpose_b": sdpose_b,
-    "sdpose_reg": sdpose_reg,
-}
-
 __all__ = [
-    "SDPOSE_MODELS",
     "SDPose",
     "SDPoseReg",
     "MultiCycleMixin",

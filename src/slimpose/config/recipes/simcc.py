@@ -48,7 +48,7 @@ def simcc_tiny_synthetic() -> TrainConfig:
     cfg.model = ModelConfig(name="simcc_res50", overrides={"depth": 18, "num_deconv_layers": 1,
                                                            "deconv_channels": 64})
     cfg.data.heatmap_size = None
-    cfg.data.sigma = 6.0
+    cfg.data.sigma = None  # the SimCC head's 6 bins
     cfg.simcc = SimCCParams()
     return cfg
 

@@ -18,7 +18,7 @@ State-dict names vs the official ones (for converters): ``patch_embed`` = ``patc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -49,7 +49,7 @@ class Tokens:
         return self.x[:, self.num_prefix :]
 
     def with_x(self, x: torch.Tensor) -> "Tokens":
-        return replace(self, x=x)
+        return Tokens(x, self.num_prefix, self.index)  # called once per block: no dataclasses.replace
 
     def positions(self) -> torch.Tensor:
         """Grid positions (B, N) of the visual tokens."""

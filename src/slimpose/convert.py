@@ -13,6 +13,9 @@ Key tables (see docs/architecture.md and the official code):
   SDPose: ``keypoint_head.tokenpose.transformer_layer1``.
 * mmpose 0.x heatmap models: ``backbone.*`` + ``keypoint_head.{deconv_layers,final_layer}`` (1.x ``head.*``);
   deep-high-resolution-net files (``conv1.*``, ``final_layer.*``) via ``convert_official_hrnet_state_dict``.
+  Lite-HRNet (HRNet/Lite-HRNet, mmpose 0.x/1.x ``LiteHRNet``) needs no renaming: ``backbone.{stem,
+  transition{i},stage{i},head_layer}.*`` are slimpose's names. SimCC models (``SimCCPose``) take the 1.x
+  ``head.{final_layer,mlp_head_x,mlp_head_y}`` keys as they are.
 
 Inside a token transformer: ``layers.{i}.0.fn.norm`` -> ``norm1``, ``.0.fn.fn.to_qkv`` -> ``attn.qkv``,
 ``.0.fn.fn.to_out.0`` -> ``attn.proj``, ``.1.fn.norm`` -> ``norm2``, ``.1.fn.fn.net.0`` -> ``mlp.fc1``,
@@ -208,6 +211,9 @@ def _rename(sd: dict[str, torch.Tensor], source: str, model: nn.Module
         from slimpose.models.hrnet import convert_official_hrnet_state_dict
 
         sd = convert_official_hrnet_state_dict(sd)  # deep-high-resolution-net layout
+    # mmpose head keys go to the model's CNN output layers: ``keypoint_head`` (heatmap models) or, for
+    # ``SimCCPose`` (MMPose 1.x ``head.{final_layer,mlp_head_x,mlp_head_y}``), ``head``
+    cnn_head = "keypoint_head" if isinstance(getattr(model, "keypoint_head", None), nn.Module) else "head"
     for key, value in sd.items():
         target = None
         for prefix, kind in _PREFIXES[source]:
@@ -219,7 +225,7 @@ def _rename(sd: dict[str, torch.Tensor], source: str, model: nn.Module
             if kind == "backbone":
                 target = f"backbone.{inner}"
             elif kind == "cnnhead":
-                target = f"keypoint_head.{inner}"
+                target = f"{cnn_head}.{inner}"
             else:
                 mapped = token_inner_key(inner)
                 if mapped is not None:

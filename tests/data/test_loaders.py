@@ -107,14 +107,15 @@ def test_mpii_conversion_follows_mmpose():
     raw = json.loads((REAL / "mpii/test_mpii.json").read_text())
     insts = load_mpii_instances(REAL / "mpii/test_mpii.json")
     assert len(insts) == 5 and sum(i.num_labelled for i in insts) == 76
-    for rec, inst in zip(raw, insts):
+    for i, (rec, inst) in enumerate(zip(raw, insts)):
         s = rec["scale"]
         expected_center = [rec["center"][0] - 1, rec["center"][1] + 15 * s - 1]
         np.testing.assert_allclose(inst.center, expected_center, rtol=1e-6)
         np.testing.assert_allclose(inst.scale, [s * 200 * 1.25] * 2, rtol=1e-6)
         np.testing.assert_allclose(inst.keypoints, np.array(rec["joints"]) - 1, rtol=1e-6)
         np.testing.assert_array_equal(inst.visible, rec["joints_vis"])
-        assert inst.image_id == int(rec["image"].split(".")[0]) and os.path.isfile(inst.image_path)
+        # image_id = the record's index in the json list: what a PCKh results file refers to
+        assert inst.image_id == i and inst.ann_id == i and os.path.isfile(inst.image_path)
         assert inst.num_keypoints == 16
 
 

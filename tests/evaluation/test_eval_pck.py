@@ -69,3 +69,33 @@ def test_pck_bbox_uses_max_side_and_strict_threshold():
     np.testing.assert_allclose(res.per_joint, [1.0, 0.5, 0.0])
     assert res.mean == pytest.approx(0.5)
     assert list(res.counts) == [2, 2, 1]
+
+
+def test_mpii_report_in_percent_with_none_for_never_labelled():
+    from slimpose.evaluation.pck import MPII_JOINT_NAMES, mpii_report
+
+    pred, gt, vis = _mpii_case()
+    report = mpii_report(pckh(pred, gt, vis, np.array([[0.0, 0.0, 30.0, 40.0]])))
+    assert report["PCKh"] == report["Mean"] == pytest.approx(100 * 12 / 13)
+    assert report["per_joint"]["l_wrist"] is None and report["per_joint_count"]["l_wrist"] == 0
+    assert report["Wrist"] is None  # l_wrist never labelled: the pair has no value
+    assert report["per_joint"]["r_hip"] == 0.0 and report["Hip"] == pytest.approx(50.0)
+    assert list(report["per_joint"]) == list(MPII_JOINT_NAMES) and report["thr"] == 0.5
+
+
+def test_match_results_to_records_keeps_the_best_and_marks_missing():
+    from slimpose.evaluation.results import match_results_to_records
+    from slimpose.utils.io import SlimposeInputError
+
+    def rec(i, x, score):
+        return {"image_id": i, "category_id": 1, "keypoints": [x, 0.0, 1.0] * 2, "score": score}
+
+    m = match_results_to_records([rec(2, 1.0, 0.5), rec(0, 2.0, 0.3), rec(2, 3.0, 0.9), rec(2, 4.0, 0.9)],
+                                 3, "r.json", 2)
+    assert list(m.found) == [True, False, True] and m.num_missing == 1 and m.num_duplicates == 2
+    assert m.keypoints[2, 0, 0] == 3.0 and m.scores[2] == 0.9  # highest score, the first of equals
+    assert np.all(np.isnan(m.keypoints[1]))
+    with pytest.raises(SlimposeInputError, match=r"r\.json: record 1: image_id 3 is not a record index"):
+        match_results_to_records([rec(0, 1.0, 1.0), rec(3, 1.0, 1.0)], 3, "r.json", 2)
+    with pytest.raises(SlimposeInputError, match=r"r\.json: record 0: 2 keypoints, expected 3"):
+        match_results_to_records([rec(0, 1.0, 1.0)], 3, "r.json", 3)

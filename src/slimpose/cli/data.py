@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from slimpose.data.synth import SYNTH_PRESETS
+from slimpose.data.synth import SKELETONS, SYNTH_PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True)
-    p = sub.add_parser("synth", help="write a COCO-format synthetic-people keypoint data set",
+    p = sub.add_parser("synth", help="write a synthetic-people keypoint data set (COCO or MPII format)",
                        description="Write DIR/images/{split}/*.jpg and "
                                    "DIR/annotations/person_keypoints_{split}.json (17 COCO keypoints, "
-                                   "visibility from the rendered depth, 3-D joints and cameras). "
+                                   "visibility from the rendered depth, 3-D joints and cameras), or with "
+                                   "--skeleton mpii the same images as DIR/images/*.jpg and "
+                                   "DIR/annotations/mpii_{split}.json (the HRNet/MMPose MPII json list: 16 "
+                                   "joints, 1-based, center/scale, head boxes; the catalog's 'mpii' layout). "
                                    "The same seed gives byte-identical files.")
     p.add_argument("--out", required=True, help="output folder DIR")
     p.add_argument("--images", type=int, required=True, help="number of images")
@@ -25,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=tuple(SYNTH_PRESETS), default="default",
                    help="default: the benchmark set (1-4 people, occluders, all views); easy: one large person "
                         "mostly facing the camera (CPU-minute demos)")
+    p.add_argument("--skeleton", choices=SKELETONS, default="coco",
+                   help="coco: COCO keypoints json (default); mpii: MPII json list with head boxes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -36,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         path = generate_synthetic_dataset(args.out, args.images, args.seed, split=args.split,
                                           image_size=(args.width, args.height), workers=args.workers,
-                                          progress=not args.no_progress, config=config)
+                                          progress=not args.no_progress, config=config,
+                                          skeleton=args.skeleton)
         seconds = time.perf_counter() - start
         print(f"wrote {args.images} images and {path} in {seconds:.1f} s "
               f"({60.0 * args.images / max(seconds, 1e-9):.0f} images/min)")

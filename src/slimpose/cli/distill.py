@@ -1,7 +1,8 @@
-"""``slimpose distill CONFIG --teacher CKPT [--set key=value ...]``: DistilPose heatmap-to-regression KD.
+"""``slimpose distill CONFIG --teacher CKPT [--set key=value ...]``: knowledge distillation from a teacher.
 
-The same as ``slimpose train`` for a config with a ``distill`` section (``slimpose.config.recipes.distilpose``
-or a JSON file). The teacher is rebuilt from its checkpoint (``model_name`` and ``config.model.overrides``
+The same as ``slimpose train`` for a config with a ``distill`` section (DistilPose heatmap-to-regression,
+``slimpose.config.recipes.distilpose``) or a ``multikd`` section (SimCC / SimDR Multi-KD and DWPose,
+``slimpose.config.recipes.multikd``), or a JSON file with one. The teacher is rebuilt from its checkpoint (``model_name`` and ``config.model.overrides``
 when the file has them, else ``distill.teacher_model`` / ``distill.teacher_overrides``), frozen, and never
 saved: the student checkpoint records the teacher's path, sha256 and model name under ``distill``.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimpose.cli.train import add_config_arguments, add_run_arguments, build_config, train
+from slimpose.cli.train import add_config_arguments, add_run_arguments, build_config, teacher_section, train
 from slimpose.utils.io import SlimposeInputError
 
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
-    if cfg.distill is None:
-        raise SlimposeInputError(f"{args.config} has no distill section: it is not a DistilPose config "
-                                 "(train it with `slimpose train`)")
+    if teacher_section(cfg) is None:
+        raise SlimposeInputError(f"{args.config} has no distill or multikd section: it is not a distillation "
+                                 "config (train it with `slimpose train`)")
     return train(cfg, args)

@@ -1,7 +1,9 @@
 """``slimpose eval CONFIG --checkpoint CKPT [--json] [--set ...]``: validation metrics of a checkpoint.
 
 Writes ``results_eval.json`` (COCO results) and ``metrics_eval.json`` into ``--out-dir`` (default: work_dir).
-Runs under ``torchrun`` as well (predictions are gathered across processes).
+Runs under ``torchrun`` as well (predictions are gathered across processes). For MPII the results'
+``image_id`` is the index of the record in the val json list (one result per record), so
+``slimpose evaluate --metric pckh --gt mpii_val.json --results results_eval.json`` scores the file.
 """
 
 from __future__ import annotations

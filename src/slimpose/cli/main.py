@@ -10,7 +10,7 @@ from slimpose.utils.io import SlimposeInputError
 # Explicit list: (name, module). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS = [
     ("data", "slimpose.cli.data", "data-set tools (synthetic people)"),
-    ("evaluate", "slimpose.cli.evaluate", "score a COCO-format keypoint results file"),
+    ("evaluate", "slimpose.cli.evaluate", "score a keypoint results file (COCO AP or MPII PCKh)"),
     ("benchmark", "slimpose.cli.benchmark", "params, GFLOPs, latency and memory of a model"),
     ("train", "slimpose.cli.train", "train a model from a config"),
     ("eval", "slimpose.cli.eval", "evaluate a trained checkpoint"),

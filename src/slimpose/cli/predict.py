@@ -5,6 +5,11 @@ matched to image files by the file-name stem read as a number, or by ``--gt ANNO
 ``file_name -> id``; for videos ``image_id`` is the frame index), the ground-truth boxes of ``--gt`` with
 ``--gt-boxes``, or else the whole frame as one box. Writes ``OUT/results.json`` (COCO keypoint results,
 atomically) and overlays ``OUT/vis/<name>.png``; a video or webcam gives ``OUT/<name>_pose.mp4`` (mp4v).
+
+MPII: ``--gt MPII.json`` (an HRNet / MMPose json list) gives one crop per record (its center / scale, as
+``slimpose eval`` crops it) for the images named in the list (matched by file name; other images are
+skipped), no NMS, and each result's ``image_id`` is the record's index in the list, so that
+``slimpose evaluate --metric pckh --gt MPII.json --results OUT/results.json`` scores it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="slimpose .pth checkpoint or .safetensors export")
     parser.add_argument("--boxes", default=None, metavar="DETECTIONS.json", help="COCO detection results")
     parser.add_argument("--gt", default=None, metavar="ANNOTATIONS.json",
-                        help="COCO annotations: file names -> image ids (and boxes with --gt-boxes)")
+                        help="COCO annotations: file names -> image ids (and boxes with --gt-boxes); or an "
+                             "MPII json list: one crop per record, image_id = record index")
     parser.add_argument("--gt-boxes", action="store_true", help="use the person boxes of --gt")
     parser.add_argument("--det-thr", type=float, default=0.0, help="drop detections scoring below this")
     parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
@@ -60,6 +66,34 @@ def image_id_for(path: Path, names: dict[str, int] | None, index: int) -> int:
     return int(stem) if stem.isdigit() else index
 
 
+def is_json_list(path: str | os.PathLike) -> bool:
+    """Whether the JSON file ``path`` holds a list (an MPII json list) rather than an object (COCO)."""
+    try:
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(4096)
+                if not block:
+                    return False
+                block = block.lstrip(b" \t\r\n\xef\xbb\xbf")
+                if block:
+                    return block[:1] == b"["
+    except OSError:
+        return False
+
+
+def load_mpii_index(path: str | os.PathLike) -> dict[str, tuple[list[int], np.ndarray]]:
+    """MPII json list -> ``file name -> (record indices, (n, 5) xywh+score boxes)`` (box = the record's
+    person box before the 1.25 padding, so that predict crops it as the evaluator does)."""
+    from slimpose.data.mpii import load_mpii_instances
+
+    index: dict[str, tuple[list[int], list[list[float]]]] = {}
+    for inst in load_mpii_instances(path):
+        ids, boxes = index.setdefault(Path(inst.image_path).name, ([], []))
+        ids.append(inst.ann_id)
+        boxes.append([float(v) for v in inst.bbox] + [1.0])
+    return {name: (ids, np.asarray(boxes, dtype=np.float64)) for name, (ids, boxes) in index.items()}
+
+
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for item in items:
@@ -88,11 +122,20 @@ class _Runner:
         self.model = load(args.checkpoint, device=args.device, batch_size=args.batch, flip_test=args.flip)
         self.sigmas = np.asarray(self.model.info.sigmas, dtype=np.float64)
         self.names, gt_boxes = (None, {})
-        if args.gt:
+        # MPII json list: file name -> (record indices, boxes); results get record-index image ids
+        self.mpii: dict[str, tuple[list[int], np.ndarray]] | None = None
+        if args.gt and is_json_list(args.gt):
+            if args.boxes:
+                raise SlimposeInputError(f"--boxes cannot be used with the MPII json list {args.gt}: MPII is "
+                                         "scored per record, with the records' own centres and scales")
+            self.mpii = load_mpii_index(args.gt)
+            if args.nms_thr is not None:
+                print("[slimpose] --nms-thr ignored: MPII gives one crop per record", file=sys.stderr)
+        elif args.gt:
             self.names, gt_boxes = load_gt_index(args.gt)
         if args.gt_boxes and not args.gt:
             raise SlimposeInputError("--gt-boxes needs --gt ANNOTATIONS.json")
-        if args.boxes and args.gt_boxes:
+        if args.boxes and args.gt_boxes and self.mpii is None:
             raise SlimposeInputError("use either --boxes or --gt-boxes, not both")
         self.boxes: dict[int, np.ndarray] | None = None
         if args.boxes:
@@ -102,25 +145,47 @@ class _Runner:
         self.out = Path(args.out)
         self.records: list[dict[str, Any]] = []
         self.num_instances = 0
+        self.num_unlisted = 0  # MPII: images of the source not named in the json list
 
-    def boxes_for(self, image_id: int) -> np.ndarray | None:
+    def boxes_for(self, image_id: int, path: Path | None = None) -> np.ndarray | None:
+        if self.mpii is not None and path is not None:
+            return self.mpii[path.name][1]
         if self.boxes is None:
             return None  # whole frame
         return self.boxes.get(image_id, np.zeros((0, 5)))
+
+    def _mpii_records(self, path: Path, result: Any) -> list[dict[str, Any]]:
+        """One results record per MPII record of this image (boxes in record order), image_id = its index."""
+        from slimpose.evaluation.results import make_coco_record
+
+        record_ids = self.mpii[path.name][0]
+        return [make_coco_record(rid, k, s, float(sc))
+                for rid, k, s, sc in zip(record_ids, result.keypoints, result.keypoint_scores, result.scores)]
 
     def run_images(self, paths: list[Path]) -> None:
         from slimpose.api import to_bgr_image
         from slimpose.visualization import save_image
 
-        ids = [image_id_for(p, self.names, i) for i, p in enumerate(paths)]
+        if self.mpii is not None:
+            listed = [p for p in paths if p.name in self.mpii]
+            self.num_unlisted = len(paths) - len(listed)
+            if not listed:
+                raise SlimposeInputError(f"{self.args.gt}: none of the {len(paths)} source images is named in "
+                                         "this MPII json list")
+            paths, ids = listed, [-1] * len(listed)
+        else:
+            ids = [image_id_for(p, self.names, i) for i, p in enumerate(paths)]
         bar = _progress(range(len(paths)), len(paths), "predict") if len(paths) > 1 else None
         per_chunk = max(1, min(16, self.args.batch))
         for chunk in _chunks(list(zip(paths, ids)), per_chunk):
             images = [to_bgr_image(p) for p, _ in chunk]
-            results = self.model.predict_batch(images, [self.boxes_for(i) for _, i in chunk])
+            results = self.model.predict_batch(images, [self.boxes_for(i, p) for p, i in chunk])
             for (path, image_id), image, result in zip(chunk, images, results):
-                result = result.nms(self.sigmas, self.args.nms_thr)
-                self.records.extend(result.to_coco(image_id))
+                if self.mpii is not None:
+                    self.records.extend(self._mpii_records(path, result))
+                else:
+                    result = result.nms(self.sigmas, self.args.nms_thr)
+                    self.records.extend(result.to_coco(image_id))
                 self.num_instances += len(result)
                 if not self.args.no_vis:
                     drawn = self.model.draw(image, result, self.args.kpt_thr)
@@ -133,6 +198,10 @@ class _Runner:
     def run_video(self, capture: Any, name: str) -> None:
         import cv2
 
+        if self.mpii is not None:
+            capture.release()
+            raise SlimposeInputError(f"{name}: --gt {self.args.gt} is an MPII json list of image records; "
+                                     "give the image folder, not a video or camera")
         if not capture.isOpened():
             raise SlimposeInputError(f"{name}: cannot open the video / camera")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
@@ -186,7 +255,17 @@ class _Runner:
         from slimpose.evaluation.results import write_coco_results
 
         path = self.out / "results.json"
-        write_coco_results(path, self.records)
+        records = self.records
+        if self.mpii is not None:
+            records = sorted(records, key=lambda r: r["image_id"])
+            total = sum(len(ids) for ids, _ in self.mpii.values())
+            if self.num_unlisted:
+                print(f"[slimpose] {self.num_unlisted} source images are not in {self.args.gt}: skipped",
+                      file=sys.stderr)
+            if len(records) < total:
+                print(f"[slimpose] {total - len(records)} of {total} records of {self.args.gt} have no image "
+                      "in the source: no result for them", file=sys.stderr)
+        write_coco_results(path, records)
         return path
 
 

@@ -34,6 +34,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (sets device)")
 
 
+def teacher_section(cfg: TrainConfig):
+    """The method section that takes a teacher checkpoint (``distill`` or ``multikd``), or None."""
+    return cfg.distill if cfg.distill is not None else cfg.multikd
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """Recipe / file, then the shortcuts, then every ``--set`` (in order), then ``--teacher``; validated."""
     from slimpose.config import apply_overrides, get_config
@@ -49,10 +54,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     cfg = apply_overrides(cfg, sets + list(args.overrides))
     teacher = getattr(args, "teacher", None)
     if teacher:
-        if cfg.distill is None:
-            raise SlimposeInputError(f"--teacher: {args.config} has no distill section (a teacher is for "
-                                     "DistilPose runs)")
-        cfg.distill.teacher_checkpoint = str(Path(teacher).expanduser().resolve())
+        section = teacher_section(cfg)
+        if section is None:
+            raise SlimposeInputError(f"--teacher: {args.config} has no distill or multikd section (a teacher is "
+                                     "for DistilPose and Multi-KD runs)")
+        section.teacher_checkpoint = str(Path(teacher).expanduser().resolve())
     return cfg
 
 
@@ -62,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", default=None, help="teacher checkpoint (.pth) of a DistilPose config")
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint (.pth) of a DistilPose or Multi-KD config")
     parser.add_argument(
         "--resume", nargs="?", const="auto", default=None, metavar="CKPT",
         help="continue from WORK_DIR/last.pth (or from CKPT)",

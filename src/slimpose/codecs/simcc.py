@@ -8,8 +8,14 @@ crop coordinate ``i / split_ratio``. Labels (official SimCC / MMPose ``SimCCLabe
 (``refine=True``): the vertex of the parabola through the log-probabilities at argmax - 1, argmax,
 argmax + 1, exact for Gaussian labels (their log is a parabola); for logits the log-softmax equals
 the logits up to a constant, so the step is taken on the logits directly.
-Scores: ``'max'`` = max softmax probability of x (official SimCC), ``'mean_xy'`` = mean of the x and y
-maxima, ``'min_xy'`` = their minimum (MMPose ``get_simcc_maximum``).
+Scores (of the x / y maxima): ``'min_xy'`` = their minimum (MMPose ``get_simcc_maximum``; the official
+SA-SimDR ``validate_sa_simdr`` on softmax probabilities), ``'max_xy'`` = their maximum (official SimDR
+``validate_simdr``), ``'mean_xy'``, ``'max'`` = the x maximum alone, and ``'calibrated'``: the minimum over
+the axes of ``max probability / peak of the training label`` clipped to [0, 1]. The official scores are
+probabilities over ``W k`` bins: a perfect model trained on Gaussian labels of sigma 6 bins reaches only
+``1 / (6 sqrt(2 pi)) = 0.066`` (leeyegy/SimCC#16, #18: scores near 0.1-0.2 break the 0.2 keypoint threshold
+of the COCO rescoring and any visibility threshold). Dividing by the label's own peak makes 1 mean "as
+sure as the training target", which is what a heatmap maximum means (its target peaks at 1).
 """
 
 from __future__ import annotations
@@ -21,17 +27,25 @@ import torch
 
 from ._gaussian import check_keypoints, check_size, parabola_refine_1d, to_numpy
 
-SCORE_MODES = ("max", "mean_xy", "min_xy")
+SCORE_MODES = ("max", "mean_xy", "min_xy", "max_xy", "calibrated")
 SMOOTHING_TYPES = ("gaussian", "standard")
 
 
-def simcc_scores(max_x: Any, max_y: Any, score_mode: str) -> Any:
-    """Keypoint scores from the x / y maxima (numpy arrays or torch tensors) under ``score_mode``."""
+def simcc_scores(max_x: Any, max_y: Any, score_mode: str, peaks: tuple[float, float] = (1.0, 1.0)) -> Any:
+    """Keypoint scores from the x / y maxima (numpy arrays or torch tensors) under ``score_mode``;
+    ``peaks`` are the label peaks that ``'calibrated'`` divides by (:meth:`SimCCLabel.label_peaks`)."""
+    tensor = isinstance(max_x, torch.Tensor)
     if score_mode == "max":
         return max_x
     if score_mode == "mean_xy":
         return 0.5 * (max_x + max_y)
-    return torch.minimum(max_x, max_y) if isinstance(max_x, torch.Tensor) else np.minimum(max_x, max_y)
+    if score_mode == "max_xy":
+        return torch.maximum(max_x, max_y) if tensor else np.maximum(max_x, max_y)
+    if score_mode == "calibrated":
+        max_x, max_y = max_x / peaks[0], max_y / peaks[1]
+        low = torch.minimum(max_x, max_y) if tensor else np.minimum(max_x, max_y)
+        return low.clamp(0.0, 1.0) if tensor else np.clip(low, 0.0, 1.0)
+    return torch.minimum(max_x, max_y) if tensor else np.minimum(max_x, max_y)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -64,6 +78,9 @@ class SimCCLabel:
             raise ValueError(f"smoothing_type must be one of {SMOOTHING_TYPES}, got {smoothing_type!r}")
         if score_mode not in SCORE_MODES:
             raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+        if score_mode == "calibrated" and not from_logits:
+            raise ValueError("score_mode='calibrated' divides softmax probabilities by the label peak: "
+                             "it needs from_logits=True")
         sig = np.broadcast_to(np.asarray(sigma, np.float32), (2,)).copy()
         if not (sig > 0).all():
             raise ValueError(f"sigma must be positive, got {sigma}")
@@ -87,6 +104,14 @@ class SimCCLabel:
                 f"sigma={tuple(self.sigma.tolist())}, split_ratio={self.split_ratio}, "
                 f"label_smooth_weight={self.label_smooth_weight}, normalize={self.normalize}, "
                 f"refine={self.refine}, score_mode={self.score_mode!r}, from_logits={self.from_logits})")
+
+    def label_peaks(self) -> tuple[float, float]:
+        """The highest value of the x and y labels of a keypoint in the middle of the crop, each label
+        divided by its sum (a probability): what a perfectly trained model's softmax reaches."""
+        w, h = self.input_size
+        enc = self.encode(np.array([[0.5 * (w - 1), 0.5 * (h - 1)]], np.float32), np.ones(1, np.float32))
+        tx, ty = enc["target_x"][0], enc["target_y"][0]
+        return float(tx.max() / tx.sum()), float(ty.max() / ty.sum())
 
     def split(self, target: Any) -> tuple[Any, Any]:
         """Split a concatenated ``target`` (..., Wx + Hy) into its x (..., Wx) and y (..., Hy) parts."""
@@ -112,7 +137,7 @@ class SimCCLabel:
                 tx = tx / (self.sigma[0] * np.sqrt(2.0 * np.pi))
                 ty = ty / (self.sigma[1] * np.sqrt(2.0 * np.pi))
         else:
-            idx = np.floor(mu + 0.5).astype(np.int64)
+            idx = np.around(mu).astype(np.int64)  # numpy's half-to-even, as the official code and MMPose
             inside = ((idx >= 0) & (idx < [wx, hy])).all(axis=1)
             eps = self.label_smooth_weight
             tx = np.where(bins_x == idx[:, :1], 1.0 - eps, eps / max(wx - 1, 1))
@@ -148,5 +173,6 @@ class SimCCLabel:
             loc_x = parabola_refine_1d(loc_x, log_x)
             loc_y = parabola_refine_1d(loc_y, log_y)
         keypoints = np.stack([loc_x, loc_y], axis=-1) / self.split_ratio
-        scores = simcc_scores(px.max(axis=-1), py.max(axis=-1), self.score_mode)
+        peaks = self.label_peaks() if self.score_mode == "calibrated" else (1.0, 1.0)
+        scores = simcc_scores(px.max(axis=-1), py.max(axis=-1), self.score_mode, peaks)
         return keypoints.astype(np.float32), scores.astype(np.float32)

@@ -14,6 +14,7 @@ from slimpose.config.schema import (
     DataSource,
     DistilPoseConfig,
     ModelConfig,
+    MultiKDConfig,
     OptimConfig,
     ScheduleConfig,
     SDPoseConfig,
@@ -23,7 +24,7 @@ from slimpose.config.schema import (
 )
 
 __all__ = [
-    "AugmentParams", "DataConfig", "DataSource", "DistilPoseConfig", "ModelConfig", "OptimConfig",
+    "AugmentParams", "DataConfig", "DataSource", "DistilPoseConfig", "ModelConfig", "MultiKDConfig", "OptimConfig",
     "ScheduleConfig", "SDPoseConfig", "SimCCParams", "TrainConfig", "validate_config", "apply_override",
     "apply_overrides", "config_from_dict", "config_to_dict", "load_config_file", "DEFAULT_RECIPE", "RECIPES",
     "get_config",

@@ -22,6 +22,8 @@ from slimpose.utils.io import SlimposeInputError
 AMP_MODES = ("none", "fp16", "bf16")
 OPTIMIZERS = ("adam", "adamw")
 DISTILL_SCHEDULES = ("constant", "linear_decay")
+VKD_NORMALIZERS = ("batch", "batch_keypoints")  # multikd.vkd_normalizer
+FEATURE_DISTANCES = ("mse", "sum")  # multikd.distance
 
 
 def _augment_params_class() -> type:
@@ -135,7 +137,12 @@ class SimCCParams:
     ``KLDiscretLoss`` (Gaussian labels normalised, KL with temperature ``beta``; scores = min of the x / y
     maxima of the raw outputs, no sub-bin refinement). ``score_mode='max'`` with ``from_logits=True``
     (softmax before the maxima) is the official SimCC (leeyegy/SimCC) decoding; ``refine`` adds the
-    parabola sub-bin step; ``flip_shift_bins`` moves flipped x vectors back (official: 0)."""
+    parabola sub-bin step; ``flip_shift_bins`` moves flipped x vectors back (official: 0, or 1 with
+    ``TEST.SHIFT_HEATMAP``). The official styles (``slimpose.config.recipes.simcc``): **SA-SimDR**
+    (Gaussian labels, ``loss_bins='mean'``, ``loss_normalizer='batch_keypoints'``, ``flip_average='logits'``,
+    ``from_logits=True``, ``score_mode='min_xy'``) and **SimDR** (``smoothing_type='standard'``,
+    ``label_smooth_weight=0.1``, ``loss_bins='sum'``, ``loss_normalizer='batch'``, ``flip_average='probs'``,
+    ``from_logits=True``, ``score_mode='max_xy'``). ``score_mode='calibrated'`` divides by the label peak."""
 
     smoothing_type: str = "gaussian"  # 'gaussian' (SimDR*, Gaussian labels) | 'standard' (one-hot)
     label_smooth_weight: float = 0.0
@@ -147,6 +154,9 @@ class SimCCParams:
     from_logits: bool = False
     refine: bool = False
     flip_shift_bins: int = 0
+    flip_average: str = "logits"  # flip test: 'logits' (SA-SimDR, MMPose) | 'probs' (SimDR: mean of softmaxes)
+    loss_bins: str = "mean"  # KL over the bins: 'mean' (KLDiscretLoss) | 'sum' (SimDR NMTCritierion)
+    loss_normalizer: str = "keypoints"  # 'keypoints' (MMPose) | 'batch_keypoints' (SA-SimDR) | 'batch' (SimDR)
 
 
 @dataclass
@@ -198,6 +208,46 @@ class SDPoseConfig:
 
 
 @dataclass
+class MultiKDConfig:
+    """The ``multikd`` section: SimCC / SimDR distillation (``slimpose.distillation.multikd``).
+
+    ``L = task L_task + s(epoch) (vkd L_vkd + fkd L_fkd)``; a weight of 0 switches a term off. The seed's
+    Table 3 switches: ``cross_stage`` (pairs (l, m >= l), else m = l), ``mft`` (ReviewKD-style fusion of the
+    deeper student stages), ``wa`` (adaptive pair weights gamma), ``vkd`` (> 0: vanilla KD on the x / y
+    bins). ``student_stages`` / ``teacher_stages``: submodule names to tap (empty: the models'
+    ``feature_stages``). DWPose's stage 1 is ``fkd=7e-5, distance='sum'`` on the last stages, ``vkd=0.1,
+    vkd_normalizer='batch_keypoints'``, ``schedule='linear_decay'``; its stage 2 (head self-distillation) is
+    ``freeze_backbone`` + ``reinit_head`` with the stage-1 checkpoint as teacher and as ``model.pretrained``.
+    """
+
+    teacher_model: str = "hrnet_w32_simcc"
+    teacher_overrides: dict[str, Any] = field(default_factory=dict)
+    teacher_checkpoint: str | None = None  # usually given by ``--teacher``
+    check_teacher: bool = True  # dry-run: the teacher's bins must match the student's
+    task: float = 1.0
+    vkd: float = 1.0
+    vkd_beta: float = 1.0
+    vkd_normalizer: str = "batch"  # 'batch' (the seed's 1/N) | 'batch_keypoints' (MMPose KDLoss)
+    fkd: float = 1.0
+    cross_stage: bool = True
+    mft: bool = True
+    wa: bool = True
+    student_stages: list[str] = field(default_factory=list)
+    teacher_stages: list[str] = field(default_factory=list)
+    distance: str = "mse"  # 'mse' (mean) | 'sum' (DWPose FeaLoss)
+    wa_pool: int = 4
+    wa_dim: int = 64
+    wa_temperature: float = 1.0
+    freeze_backbone: bool = False  # DWPose stage 2: only the head trains
+    reinit_head: bool = False  # DWPose stage 2: a fresh head on the frozen stage-1 features
+    schedule: str = "constant"
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.vkd > 0 or self.fkd > 0
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs."""
 
@@ -230,6 +280,7 @@ class TrainConfig:
     simcc: SimCCParams | None = None
     distill: DistilPoseConfig | None = None
     sdpose: SDPoseConfig | None = None
+    multikd: MultiKDConfig | None = None
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -282,9 +333,19 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
 
         if cfg.simcc.smoothing_type not in SMOOTHING_TYPES:
             raise bad("simcc.smoothing_type", f"{cfg.simcc.smoothing_type!r} is not one of {SMOOTHING_TYPES}")
+        from slimpose.heads.simcc import FLIP_AVERAGES
+        from slimpose.losses.simcc import BIN_REDUCTIONS, NORMALIZERS
+
         if cfg.simcc.score_mode not in SCORE_MODES:
             raise bad("simcc.score_mode", f"{cfg.simcc.score_mode!r} is not one of {SCORE_MODES}")
-    sections = {"distill": cfg.distill, "sdpose": cfg.sdpose}
+        if cfg.simcc.score_mode == "calibrated" and not cfg.simcc.from_logits:
+            raise bad("simcc.score_mode", "'calibrated' needs simcc.from_logits=true (softmax probabilities)")
+        for name, value, allowed in (("flip_average", cfg.simcc.flip_average, FLIP_AVERAGES),
+                                     ("loss_bins", cfg.simcc.loss_bins, BIN_REDUCTIONS),
+                                     ("loss_normalizer", cfg.simcc.loss_normalizer, NORMALIZERS)):
+            if value not in allowed:
+                raise bad(f"simcc.{name}", f"{value!r} is not one of {allowed}")
+    sections = {"distill": cfg.distill, "sdpose": cfg.sdpose, "multikd": cfg.multikd}
     present = [k for k, v in sections.items() if v is not None]
     if len(present) > 1:
         raise bad(" and ".join(present), "one distillation method per run")
@@ -297,6 +358,16 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
                 raise bad(f"{name}.{f.name}", f"must be >= 0, got {value}")
         if section.schedule not in DISTILL_SCHEDULES:
             raise bad(f"{name}.schedule", f"{section.schedule!r} is not one of {', '.join(DISTILL_SCHEDULES)}")
+    if cfg.multikd is not None:
+        mk = cfg.multikd
+        if mk.vkd_normalizer not in VKD_NORMALIZERS:
+            raise bad("multikd.vkd_normalizer", f"{mk.vkd_normalizer!r} is not one of {VKD_NORMALIZERS}")
+        if mk.distance not in FEATURE_DISTANCES:
+            raise bad("multikd.distance", f"{mk.distance!r} is not one of {FEATURE_DISTANCES}")
+        if mk.wa_pool < 1 or mk.wa_dim < 1 or not mk.wa_temperature > 0:
+            raise bad("multikd", "wa_pool and wa_dim must be >= 1 and wa_temperature > 0")
+        if mk.task == 0 and not mk.uses_teacher:
+            raise bad("multikd", "every loss weight of the multikd section is 0")
     if cfg.distill is not None and cfg.distill.reg == 0 and not cfg.distill.uses_teacher:
         raise bad("distill", "every loss weight of the distill section is 0")
     if cfg.distill is not None and cfg.distill.cs <= 0 and cfg.model.overrides.get("score_source") == "confidence":

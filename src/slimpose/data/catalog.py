@@ -52,7 +52,8 @@ class DatasetSpec:
     ``metric`` is the validation metric class (``slimpose.evaluation.metrics``: COCO keypoint AP with the
     data set's OKS sigmas, or MPII PCKh@0.5), built per split by ``metric.for_split(spec, ann, instances)``.
     ``use_area``: OKS uses the annotation's segmentation area (False: 0.53 x the box area, xtcocotools
-    ``use_area=False``). ``synthetic``: generated on first use.
+    ``use_area=False``). ``generate``: for the synthetic sets, the writer of a split
+    (``generate(root, num_images, seed, split=, image_size=, progress=, config=)``), run on first use.
     """
 
     name: str
@@ -63,8 +64,12 @@ class DatasetSpec:
     det_file: str | None = None
     metric: Any = CocoKeypointMetric
     use_area: bool = True
-    synthetic: bool = False
+    generate: Callable[..., Any] | None = None
     supports_detections: bool = True
+
+    @property
+    def synthetic(self) -> bool:
+        return self.generate is not None
 
 
 def _load_coco(ann: Any, images: Any, bbox_file: Any = None, det_score_thr: float = 0.0,
@@ -79,6 +84,18 @@ def _load_mpii(ann: Any, images: Any, bbox_file: Any = None, det_score_thr: floa
         raise SlimposeInputError(f"{ann}: MPII is evaluated with its own person centres and scales "
                                  "(data.use_gt_bbox=true); detection boxes are not supported")
     return load_mpii_instances(str(ann), image_root=str(images), info=info or metainfo.MPII)
+
+
+def _generate_coco_people(*args: Any, **kwargs: Any) -> Any:
+    from slimpose.data.synth import generate_synthetic_dataset
+
+    return generate_synthetic_dataset(*args, **kwargs)
+
+
+def _generate_mpii_people(*args: Any, **kwargs: Any) -> Any:
+    from slimpose.data.synth_mpii import generate_synthetic_mpii
+
+    return generate_synthetic_mpii(*args, **kwargs)
 
 
 CATALOG: dict[str, DatasetSpec] = {
@@ -116,7 +133,14 @@ CATALOG: dict[str, DatasetSpec] = {
         "synthetic", metainfo.COCO, _load_coco,
         train=SplitLayout("annotations/person_keypoints_train.json", "images"),
         val=SplitLayout("annotations/person_keypoints_val.json", "images"),
-        synthetic=True,
+        generate=_generate_coco_people,
+    ),
+    # the same people in the MPII skeleton and json-list format, scored by PCKh (``data.synth_mpii``)
+    "synthetic_mpii": DatasetSpec(
+        "synthetic_mpii", metainfo.MPII, _load_mpii,
+        train=SplitLayout("annotations/mpii_train.json", "images"),
+        val=SplitLayout("annotations/mpii_val.json", "images"),
+        metric=PCKhMetric, supports_detections=False, generate=_generate_mpii_people,
     ),
 }
 

@@ -18,7 +18,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -362,6 +362,36 @@ def _draw_distractors(rng: np.random.Generator, canvas: sr.Canvas, cfg: SynthCon
                         sr.random_paint(rng, colour), sr.BACKGROUND)
 
 
+def inside_image(uv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which pixel positions (N, 2) lie inside the image (centre-of-pixel coordinates, 0 .. size - 1)."""
+    return (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
+
+
+def pixel_index(uv: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (clipped) pixel (ix, iy) that each position (N, 2) falls in."""
+    ix = np.clip(np.floor(uv[:, 0] + 0.5).astype(int), 0, width - 1)
+    iy = np.clip(np.floor(uv[:, 1] + 0.5).astype(int), 0, height - 1)
+    return ix, iy
+
+
+def coco_keypoints_seen(canvas: sr.Canvas, person: Person, pid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inside, seen) of the 17 COCO keypoints of a rendered person, both (17,) bool.
+
+    Seen: this person is on top at the keypoint's pixel and its surface there is not much nearer than
+    the joint (a wider margin when seen through the joint's own torso part).
+    """
+    width, height = canvas.width, canvas.height
+    kp3d = person.body.keypoints
+    uv = person.uv[: sb.NUM_KEYPOINTS]
+    inside = inside_image(uv, width, height)
+    ix, iy = pixel_index(uv, width, height)
+    tol = sb.keypoint_tolerance(person.body.shape)
+    torso_part = np.array([sb.TORSO_PART_OF_KEYPOINT.get(k, -1) for k in range(sb.NUM_KEYPOINTS)])
+    tol = tol + np.where(canvas.part[iy, ix] == torso_part, sb.torso_tolerance(person.body.shape), 0.0)
+    seen = (canvas.owner[iy, ix] == pid) & (canvas.zbuf[iy, ix] >= kp3d[:, 2] - tol)
+    return inside, seen
+
+
 def _annotate(canvas: sr.Canvas, person: Person, pid: int, cfg: SynthConfig) -> dict[str, Any] | None:
     """COCO annotation of one rendered person (None when no pixel of it is visible)."""
     from pycocotools import mask as mask_utils
@@ -373,15 +403,7 @@ def _annotate(canvas: sr.Canvas, person: Person, pid: int, cfg: SynthConfig) -> 
     width, height = canvas.width, canvas.height
     kp3d = person.body.keypoints
     uv = person.uv[: sb.NUM_KEYPOINTS]
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
-    ix = np.clip(np.floor(uv[:, 0] + 0.5).astype(int), 0, width - 1)
-    iy = np.clip(np.floor(uv[:, 1] + 0.5).astype(int), 0, height - 1)
-    # visible: this person is on top at the keypoint's pixel and its surface there is not much nearer
-    # than the joint (a wider margin when seen through the joint's own torso part)
-    tol = sb.keypoint_tolerance(person.body.shape)
-    torso_part = np.array([sb.TORSO_PART_OF_KEYPOINT.get(k, -1) for k in range(sb.NUM_KEYPOINTS)])
-    tol = tol + np.where(canvas.part[iy, ix] == torso_part, sb.torso_tolerance(person.body.shape), 0.0)
-    seen = (canvas.owner[iy, ix] == pid) & (canvas.zbuf[iy, ix] >= kp3d[:, 2] - tol)
+    inside, seen = coco_keypoints_seen(canvas, person, pid)
     v = np.where(inside, np.where(seen, 2, 1), 0)
     if area < cfg.min_labelled_area:
         v[:] = 0
@@ -407,8 +429,23 @@ def _annotate(canvas: sr.Canvas, person: Person, pid: int, cfg: SynthConfig) -> 
     }
 
 
-def render_synthetic_image(rng: np.random.Generator, config: SynthConfig | None = None) -> SynthImage:
-    """Draw one synthetic image with its COCO annotations (without ids)."""
+# annotate(canvas, camera, person, pid, config) -> one annotation (any dict) or None (person left out)
+Annotator = Callable[[sr.Canvas, Camera, Person, int, SynthConfig], "dict[str, Any] | None"]
+
+
+def _coco_annotator(canvas: sr.Canvas, cam: Camera, person: Person, pid: int,
+                    cfg: SynthConfig) -> dict[str, Any] | None:
+    return _annotate(canvas, person, pid, cfg)
+
+
+def render_synthetic_image(rng: np.random.Generator, config: SynthConfig | None = None,
+                           annotate: Annotator | None = None) -> SynthImage:
+    """Draw one synthetic image with its COCO annotations (without ids).
+
+    ``annotate`` replaces the COCO annotation of each person (``synth_mpii`` passes its MPII one); it is
+    called after all drawing and uses no randomness, so the image does not depend on it.
+    """
+    annotate = annotate or _coco_annotator
     cfg = config or SynthConfig()
     width, height = cfg.image_size
     cam = _sample_camera(rng, width, height)
@@ -423,7 +460,7 @@ def render_synthetic_image(rng: np.random.Generator, config: SynthConfig | None 
         _draw_face_marks(canvas, cam, person, pid)
     annotations = []
     for pid, person in enumerate(people):
-        ann = _annotate(canvas, person, pid, cfg)
+        ann = annotate(canvas, cam, person, pid, cfg)
         if ann is not None:
             annotations.append(ann)
     image = sr.finish_image(rng, canvas.image)
@@ -456,25 +493,9 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def generate_synthetic_dataset(
-    out_dir: str | os.PathLike,
-    num_images: int,
-    seed: int,
-    split: str = "train",
-    image_size: tuple[int, int] = (320, 256),
-    workers: int = 1,
-    progress: bool = True,
-    config: SynthConfig | None = None,
-) -> Path:
-    """Write ``out_dir/images/{split}/*.jpg`` and ``out_dir/annotations/person_keypoints_{split}.json``.
-
-    Returns the annotation json path. ``file_name`` entries are relative to ``out_dir/images``.
-    ``workers > 1`` renders in "spawn" worker processes (the output does not depend on the count); from a
-    script, call it under ``if __name__ == "__main__":`` as Python requires for spawned workers.
-    ``config`` picks the generator's knobs (``SynthConfig()`` is the built-in benchmark set,
-    ``SynthConfig.easy()`` a one-person preset for CPU-minute demos); its ``image_size`` is replaced by
-    ``image_size``.
-    """
+def checked_config(out_dir: str | os.PathLike, num_images: int, seed: int, split: str,
+                   image_size: tuple[int, int], config: SynthConfig | None) -> SynthConfig:
+    """Validate the generator's arguments (SlimposeInputError naming ``out_dir``); the config to use."""
     if int(num_images) < 1:
         raise SlimposeInputError(f"synthetic data set {out_dir}: --images must be >= 1, got {num_images}")
     if int(seed) < 0:
@@ -485,29 +506,71 @@ def generate_synthetic_dataset(
     if width < 32 or height < 32:
         raise SlimposeInputError(f"synthetic data set {out_dir}: image size {width}x{height} is below 32x32")
     cfg = config or SynthConfig()
-    cfg = SynthConfig(**{**cfg.__dict__, "image_size": (width, height)})
-    out = Path(out_dir)
-    image_root = out / "images"
-    (image_root / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(i, int(seed), split, str(image_root), cfg) for i in range(int(num_images))]
+    return SynthConfig(**{**cfg.__dict__, "image_size": (width, height)})
 
+
+def run_jobs(worker: Callable[[Any], Any], jobs: list[Any], workers: int, progress: bool, desc: str
+             ) -> list[Any]:
+    """``worker(job)`` for every job, in job order, in this process or in ``workers`` spawned processes."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc=f"synth {split}", unit="img",
-               disable=not progress or not sys.stderr.isatty())
-    results: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress or not sys.stderr.isatty())
+    results: list[Any] = []
     if workers <= 1:
         for job in jobs:
-            results.append(_make_one(job))
+            results.append(worker(job))
             bar.update(1)
     else:
         # "spawn", never "fork": a forked child inherits OpenCV's/torch's thread pools in whatever state
         # the parent left them and can deadlock on their locks (seen after a test had trained a model).
         with mp.get_context("spawn").Pool(int(workers), initializer=_worker_init) as pool:
-            for res in pool.imap(_make_one, jobs, chunksize=8):
+            for res in pool.imap(worker, jobs, chunksize=8):
                 results.append(res)
                 bar.update(1)
     bar.close()
+    return results
+
+
+SKELETONS = ("coco", "mpii")
+
+
+def generate_synthetic_dataset(
+    out_dir: str | os.PathLike,
+    num_images: int,
+    seed: int,
+    split: str = "train",
+    image_size: tuple[int, int] = (320, 256),
+    workers: int = 1,
+    progress: bool = True,
+    config: SynthConfig | None = None,
+    skeleton: str = "coco",
+) -> Path:
+    """Write ``out_dir/images/{split}/*.jpg`` and ``out_dir/annotations/person_keypoints_{split}.json``.
+
+    Returns the annotation json path. ``file_name`` entries are relative to ``out_dir/images``.
+    ``workers > 1`` renders in "spawn" worker processes (the output does not depend on the count); from a
+    script, call it under ``if __name__ == "__main__":`` as Python requires for spawned workers.
+    ``config`` picks the generator's knobs (``SynthConfig()`` is the built-in benchmark set,
+    ``SynthConfig.easy()`` a one-person preset for CPU-minute demos); its ``image_size`` is replaced by
+    ``image_size``. ``skeleton="mpii"`` writes the same images as an MPII json list instead
+    (``synth_mpii.generate_synthetic_mpii``: ``out_dir/annotations/mpii_{split}.json`` + ``out_dir/images``).
+    """
+    if skeleton not in SKELETONS:
+        raise SlimposeInputError(f"synthetic data set {out_dir}: unknown skeleton {skeleton!r} "
+                                 f"(choose from {', '.join(SKELETONS)})")
+    if skeleton == "mpii":
+        from slimpose.data.synth_mpii import generate_synthetic_mpii
+
+        return generate_synthetic_mpii(out_dir, num_images, seed, split=split, image_size=image_size,
+                                       workers=workers, progress=progress, config=config)
+    cfg = checked_config(out_dir, num_images, seed, split, image_size, config)
+    width, height = cfg.image_size
+    out = Path(out_dir)
+    image_root = out / "images"
+    (image_root / split).mkdir(parents=True, exist_ok=True)
+    jobs = [(i, int(seed), split, str(image_root), cfg) for i in range(int(num_images))]
+    results: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = run_jobs(
+        _make_one, jobs, workers, progress, f"synth {split}")
     results.sort(key=lambda r: r[0])
     images, annotations = [], []
     for _, record, anns in results:

@@ -10,6 +10,7 @@ from torch import nn
 
 from slimpose.config.schema import TrainConfig
 from slimpose.distillation.distilpose import distilpose_terms
+from slimpose.distillation.multikd import multikd_terms
 from slimpose.distillation.distiller import Distiller
 from slimpose.distillation.sdpose import sdpose_terms
 from slimpose.distillation.teacher import check_teacher_compatibility, load_teacher
@@ -53,4 +54,46 @@ def build_distiller(cfg: TrainConfig, teacher: nn.Module | None = None) -> Disti
         info = {"method": "sdpose", "teacher": None, "loss_weights": dataclasses.asdict(section)}
         return Distiller(model, head, sdpose_terms(section, head), None, task_weight=section.task,
                          schedule=section.schedule, record=info)
-    raise SlimposeInputError("build_distiller: the config has no distillation section (distill or sdpose)")
+    if cfg.multikd is not None:
+        return _multikd_distiller(cfg, model, head, teacher)
+    raise SlimposeInputError("build_distiller: the config has no distillation section (distill, sdpose or multikd)")
+
+
+def _multikd_distiller(cfg: TrainConfig, model: nn.Module, head: nn.Module, teacher: nn.Module | None) -> Distiller:
+    """Multi-KD / DWPose: a SimCC student, a SimCC teacher with the same bins, the ``multikd`` terms."""
+    section = cfg.multikd
+    if not head.outputs_bins:
+        raise SlimposeInputError(f"model.name: {cfg.model.name!r} is not a SimCC / SimDR model (*_simcc, "
+                                 "*_simdr, simcc_*): Multi-KD distils x / y bin distributions")
+    loaded, record = None, None
+    if section.uses_teacher:
+        loaded, record = load_teacher(section.teacher_checkpoint, section.teacher_model, section.teacher_overrides,
+                                      model.num_keypoints, tuple(cfg.data.input_size), teacher,
+                                      missing_hint="for a task-only baseline set multikd.vkd=multikd.fkd=0")
+        if not getattr(getattr(loaded, "head_class", None), "outputs_bins", False):
+            raise SlimposeInputError(f"{section.teacher_checkpoint}: the teacher {record['model']!r} must be a "
+                                     "SimCC / SimDR model")
+        if section.check_teacher:
+            record["extra"].update(_check_bins(model, loaded))
+    if section.reinit_head:
+        fresh = build_model(cfg, load_pretrained=False)
+        model.head.load_state_dict(fresh.head.state_dict())
+    frozen = [model.backbone] if section.freeze_backbone else []
+    terms = multikd_terms(section, model, loaded, tuple(cfg.data.input_size)) if loaded is not None else []
+    weights = {k: v for k, v in dataclasses.asdict(section).items() if k not in _TEACHER_FIELDS}
+    info: dict[str, Any] = {"method": "multikd", "teacher": record, "loss_weights": weights}
+    return Distiller(model, head, terms, loaded, task_weight=section.task, schedule=section.schedule,
+                     record=info, frozen=frozen)
+
+
+def _check_bins(student: nn.Module, teacher: nn.Module) -> dict[str, Any]:
+    """Teacher and student must classify into the same bins: keypoints, input size and split ratio."""
+    def bins(m: nn.Module) -> tuple[int, int, int]:
+        w, h = m.input_size
+        return int(m.num_keypoints), int(round(w * m.split_ratio)), int(round(h * m.split_ratio))
+
+    s, t = bins(student), bins(teacher)
+    if s != t:
+        raise SlimposeInputError(f"distillation: student bins (K, Wk, Hk) = {s} vs teacher bins {t}: teacher and "
+                                 "student need the same keypoints, input size and split ratio")
+    return {"teacher_bins": list(t)}

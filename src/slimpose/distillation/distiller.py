@@ -15,8 +15,9 @@ SDPose's cycle self-distillation are configurations of this class (``slimpose.di
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -32,32 +33,65 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
 }
 
 
+def _first_branch(output: Any) -> torch.Tensor:
+    while isinstance(output, (list, tuple)):
+        output = output[0]
+    return output
+
+
+@contextlib.contextmanager
+def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, ``captured[name]`` is the last output of ``model``'s submodule ``name`` (the first
+    branch of a list output). Unknown names raise SlimposeInputError listing what the model has."""
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        stages = getattr(model, "feature_stages", ())
+        raise SlimposeInputError(f"feature distillation: {type(model).__name__} has no submodule "
+                                 f"{', '.join(missing)} (its feature_stages: {', '.join(stages) or 'none'})")
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in dict.fromkeys(names):
+        def hook(_module, _inputs, output, _name=name):
+            captured[_name] = _first_branch(output)
+        handles.append(modules[name].register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @dataclass
 class StudentOutputs:
     """The student's forward of one batch: ``output`` (what its head decodes), ``features`` (tokens of a
     token model) and, for a multi-cycled model, every cycle's ``(output, keypoint_tokens, visual_tokens)``
-    with the index of the cycle that ``output`` is."""
+    with the index of the cycle that ``output`` is; ``stages``: the outputs of the submodules the terms tap
+    (``student_taps``), by name."""
 
     output: Any
     features: Any = None
     cycles: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
     read_cycle: int = 0
+    stages: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
 class TeacherOutputs:
-    """The frozen teacher's output (heatmaps) and, when a term needs them, its tokens."""
+    """The frozen teacher's output and, when a term needs them, its tokens and tapped stage outputs."""
 
-    output: torch.Tensor
+    output: Any
     features: TokenFeatures | None = None
+    stages: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class DistillTerm(nn.Module):
     """One weighted term of a distillation loss; ``forward(student, teacher, batch) -> scalar``.
 
     ``needs_teacher`` / ``needs_teacher_features``: what of the teacher it reads; ``needs_features``: the
-    student's tokens; ``needs_cycles``: every cycle of a multi-cycled student; ``scheduled``: the
-    distiller's schedule scales it.
+    student's tokens; ``needs_cycles``: every cycle of a multi-cycled student; ``student_taps`` /
+    ``teacher_taps``: names of submodules whose outputs it reads (``StudentOutputs.stages``); ``scheduled``:
+    the distiller's schedule scales it.
     """
 
     name = "term"
@@ -66,6 +100,8 @@ class DistillTerm(nn.Module):
     needs_teacher_features = False
     needs_features = False
     needs_cycles = False
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
 
     def __init__(self, weight: float) -> None:
         super().__init__()
@@ -78,15 +114,15 @@ class DistillTerm(nn.Module):
 
 class Distiller(TopDownTask):
     """Engine task (``task(batch) -> (loss, logs)``, ``predict`` as ``TopDownTask``): student ``model`` +
-    ``head``, ``terms``, an optional frozen ``teacher`` and the record that goes into every checkpoint
-    (``distill``)."""
+    ``head``, ``terms``, an optional frozen ``teacher``, the record that goes into every checkpoint
+    (``distill``) and ``frozen`` parts of the student (kept in eval mode without gradients)."""
 
     # keys of the old SDPose-Reg task (its RLE flow) -> the head's, for resuming a run of an older version
     LEGACY_KEYS = (("criterion.rle.", "head.rle."), ("sd_loss.criterion.rle.", None))
 
     def __init__(self, model: nn.Module, head: nn.Module, terms: Sequence[DistillTerm],
                  teacher: nn.Module | None = None, task_weight: float = 1.0, schedule: str = "constant",
-                 record: dict[str, Any] | None = None) -> None:
+                 record: dict[str, Any] | None = None, frozen: Sequence[nn.Module] = ()) -> None:
         super().__init__(model, head)
         if schedule not in SCHEDULES:
             raise SlimposeInputError(f"distillation schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
@@ -103,6 +139,10 @@ class Distiller(TopDownTask):
         self.schedule = schedule
         self.factor = 1.0
         self.record = dict(record or {})
+        # parts of the student that do not train (DWPose stage 2: the backbone): no gradients, eval mode
+        self.frozen = list(frozen)
+        for module in self.frozen:
+            freeze_teacher(module)
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """The schedule's factor of the distillation terms for ``epoch`` (0-based) of ``epochs``."""
@@ -118,10 +158,21 @@ class Distiller(TopDownTask):
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()
+        for module in self.frozen:
+            module.eval()
         return self
 
     def run_student(self, inputs: torch.Tensor) -> StudentOutputs:
-        """One forward of the student in the form the terms need."""
+        """One forward of the student in the form the terms need (with the tapped stage outputs)."""
+        taps = [n for t in self.terms for n in t.student_taps]
+        if not taps:
+            return self._run_student(inputs)
+        with capture_outputs(self.model, taps) as captured:
+            out = self._run_student(inputs)
+        out.stages = dict(captured)
+        return out
+
+    def _run_student(self, inputs: torch.Tensor) -> StudentOutputs:
         if any(t.needs_cycles for t in self.terms):
             cycles = self.model.forward_cycles(inputs)
             read = int(getattr(self.model, "read_cycle", 0))
@@ -140,6 +191,15 @@ class Distiller(TopDownTask):
             return None
         if self.teacher.training:
             self.teacher.eval()
+        taps = [n for t in self.terms for n in t.teacher_taps]
+        if taps:
+            with capture_outputs(self.teacher, taps) as captured:
+                out = self._run_teacher(inputs)
+            out.stages = dict(captured)
+            return out
+        return self._run_teacher(inputs)
+
+    def _run_teacher(self, inputs: torch.Tensor) -> TeacherOutputs:
         if any(t.needs_teacher_features for t in self.terms):
             features = self.teacher.forward_features(inputs)
             _require_tokens(features, "teacher", self.teacher)

@@ -47,7 +47,9 @@ class TeacherRecord:
 
 
 def load_teacher(checkpoint: str | None, model_name: str, overrides: dict[str, Any], num_keypoints: int,
-                 input_size: tuple[int, int], teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                 input_size: tuple[int, int], teacher: nn.Module | None = None,
+                 missing_hint: str = "for an L_reg-only baseline set distill.kt=distill.vt=distill.sh=distill.cs=0"
+                 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild and load the teacher of ``checkpoint``; returns (model, record dict).
 
     The architecture is the checkpoint's ``model_name`` and ``config.model.overrides`` (``overrides`` on top),
@@ -59,8 +61,7 @@ def load_teacher(checkpoint: str | None, model_name: str, overrides: dict[str, A
 
     if not checkpoint:
         raise SlimposeInputError(
-            "distill: the distillation terms need a teacher checkpoint (--teacher CKPT); for an L_reg-only "
-            "baseline set distill.kt=distill.vt=distill.sh=distill.cs=0")
+            f"the distillation terms need a teacher checkpoint (--teacher CKPT); {missing_hint}")
     ckpt = load_checkpoint(checkpoint)
     name = str(ckpt.get("model_name") or model_name)
     if teacher is not None:

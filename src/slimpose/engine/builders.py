@@ -61,17 +61,18 @@ def split_files(cfg: TrainConfig, split: str) -> SplitFiles:
 def prepare_synthetic(cfg: TrainConfig) -> None:
     """Generate the main data set's train / val splits into ``data.data_root`` if it is synthetic and
     they are missing (train seed ``synthetic_seed``, val ``synthetic_seed + 1``)."""
-    if not main_spec(cfg).synthetic:
+    spec = main_spec(cfg)
+    if not spec.synthetic:
         return
-    from slimpose.data.synth import generate_synthetic_dataset, synth_preset
+    from slimpose.data.synth import synth_preset
 
     d = cfg.data
     for split, n, seed in (("train", d.synthetic_train_images, d.synthetic_seed),
                            ("val", d.synthetic_val_images, d.synthetic_seed + 1)):
         if not split_files(cfg, split).ann.is_file():
-            generate_synthetic_dataset(Path(d.data_root), num_images=n, seed=seed, split=split,
-                                       image_size=tuple(d.synthetic_image_size), progress=sys.stderr.isatty(),
-                                       config=synth_preset(d.synthetic_preset))
+            spec.generate(Path(d.data_root), num_images=n, seed=seed, split=split,
+                          image_size=tuple(d.synthetic_image_size), progress=sys.stderr.isatty(),
+                          config=synth_preset(d.synthetic_preset))
 
 
 def _load(spec: DatasetSpec, files: SplitFiles, split: str, bbox_file: Path | None, det_score_thr: float,

@@ -30,7 +30,7 @@ MPII_GROUPS = (
 
 __all__ = [
     "MPII_JOINT_NAMES", "MPII_SC_BIAS", "MPII_MEAN_EXCLUDE", "PCKResult", "pck_counts", "mpii_head_sizes",
-    "pckh", "mpii_summary", "pck_bbox",
+    "pckh", "mpii_summary", "mpii_report", "pck_bbox",
 ]
 
 
@@ -133,6 +133,26 @@ def mpii_summary(result: PCKResult) -> dict[str, float]:
     out = {name: float(100.0 * np.mean(result.per_joint[list(idx)])) for name, idx in MPII_GROUPS}
     out["Mean"] = 100.0 * result.mean
     return out
+
+
+def mpii_report(result: PCKResult) -> dict[str, object]:
+    """Everything ``slimpose evaluate --metric pckh`` reports, in % (None where a joint is never labelled):
+    ``PCKh`` (the official Mean), the MPII table (``Head`` ... ``Ankle``, ``Mean``), ``per_joint`` (name ->
+    PCKh), ``per_joint_count`` (labelled joints scored), ``PCKh_joint_mean`` (unweighted over labelled joints),
+    ``thr``, ``num_skipped`` (instances without a usable head size, left out)."""
+    def pct(v: float) -> float | None:
+        return None if not np.isfinite(v) else float(v)
+
+    table = {k: pct(v) for k, v in mpii_summary(result).items()}
+    return {
+        "PCKh": table["Mean"],
+        **table,
+        "per_joint": {n: pct(100.0 * v) for n, v in zip(MPII_JOINT_NAMES, result.per_joint)},
+        "per_joint_count": {n: int(c) for n, c in zip(MPII_JOINT_NAMES, result.counts)},
+        "PCKh_joint_mean": pct(100.0 * result.mean_joint),
+        "thr": float(result.threshold),
+        "num_skipped": int(result.num_skipped),
+    }
 
 
 def pck_bbox(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from slimpose.utils.io import SlimposeInputError, load_json, write_json_atomic
 COORD_DECIMALS = 3   # 0.001 px: far below any OKS-relevant distance
 SCORE_DECIMALS = 6
 
-__all__ = ["make_coco_record", "validate_coco_results", "write_coco_results", "read_coco_results"]
+__all__ = ["make_coco_record", "validate_coco_results", "write_coco_results", "read_coco_results",
+           "RecordMatch", "match_results_to_records"]
 
 
 def make_coco_record(
@@ -125,3 +127,57 @@ def read_coco_results(path: str | os.PathLike, num_keypoints: int | None = None)
     """Load and validate a COCO keypoint results file (errors name the file and the record)."""
     records = load_json(path, what="results file")
     return validate_coco_results(records, source=str(path), num_keypoints=num_keypoints)
+
+
+@dataclass
+class RecordMatch:
+    """Results matched to the records of a per-person ground truth (MPII: ``image_id`` = record index).
+
+    ``keypoints`` (N, K, 2) with NaN rows for records without a result, ``keypoint_scores`` (N, K),
+    ``scores`` (N,), ``found`` (N,) bool, ``num_duplicates``: results dropped because another result for
+    the same record scored higher.
+    """
+
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    scores: np.ndarray
+    found: np.ndarray
+    num_duplicates: int
+
+    @property
+    def num_missing(self) -> int:
+        return int(np.count_nonzero(~self.found))
+
+
+def match_results_to_records(records: Sequence[Mapping[str, Any]], num_records: int, source: str,
+                             num_keypoints: int) -> RecordMatch:
+    """Match validated results (``validate_coco_results`` / ``read_coco_results``) to ``num_records``
+    ground-truth records by ``image_id`` = record index.
+
+    An ``image_id`` outside ``0 .. num_records - 1`` is a SlimposeInputError naming ``source`` and the
+    result; a record with several results keeps the highest-scoring one (the first of equal scores), as a
+    top-down evaluation with one person per record would; records without a result keep NaN keypoints.
+    """
+    k = int(num_keypoints)
+    kpts = np.full((num_records, k, 2), np.nan)
+    kscores = np.zeros((num_records, k))
+    scores = np.full(num_records, -np.inf)
+    found = np.zeros(num_records, dtype=bool)
+    duplicates = 0
+    for i, rec in enumerate(records):
+        rid = int(rec["image_id"])
+        if not 0 <= rid < num_records:
+            raise SlimposeInputError(
+                f"{source}: record {i}: image_id {rid} is not a record index of the ground truth "
+                f"(0 .. {num_records - 1}; MPII results use the index of the person in the json list)")
+        arr = np.asarray(rec["keypoints"], dtype=np.float64).reshape(-1, 3)
+        if arr.shape[0] != k:
+            raise SlimposeInputError(f"{source}: record {i}: {arr.shape[0]} keypoints, expected {k}")
+        score = float(rec["score"])
+        if found[rid]:
+            duplicates += 1
+            if score <= scores[rid]:
+                continue
+        kpts[rid], kscores[rid], scores[rid], found[rid] = arr[:, :2], arr[:, 2], score, True
+    scores[~found] = 0.0
+    return RecordMatch(kpts, kscores, scores, found, duplicates)

@@ -45,6 +45,7 @@ class Head(nn.Module):
     # what a head's output is, for methods that need a kind of output (declared, never probed):
     outputs_heatmaps = False  # (B, K, h, w) heatmaps: a DistilPose teacher
     heatmap_gaussians = False  # (B, K, 5) coordinates, score and sigmas in heatmap pixels: a DistilPose student
+    outputs_bins = False  # (x (B, K, W k), y (B, K, H k)) classification logits: SimCC / SimDR (Multi-KD, DWPose)
 
     def __init__(self, codec: Any) -> None:
         super().__init__()

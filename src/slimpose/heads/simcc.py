@@ -6,7 +6,8 @@ Outputs ``(x_logits (B, K, W k), y_logits (B, K, H k))``; targets are ``SimCCLab
 with the plain ones *as logits*, then decoded; ``flip_shift_bins`` moves the flipped x vectors back
 (official: 0, which leaves a bias of ``(k - 1) / k`` crop px, see ``codecs.flip``). Decoding: argmax / k;
 keypoint score = min of the x / y maxima of the raw outputs (MMPose ``get_simcc_maximum``) or, with
-``from_logits`` (softmax first) and ``score_mode='max'``, the max softmax probability of x (official SimCC).
+``from_logits`` (softmax first), the official SA-SimDR (``min_xy``) / SimDR (``max_xy``, with
+``flip_average='probs'``: the two softmaxes averaged) scores, or ``'calibrated'`` (see ``codecs.simcc``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from slimpose.codecs.flip import flip_simcc_back
 from slimpose.codecs.simcc import SimCCLabel, simcc_scores
 from slimpose.heads.base import FlipPairs, Head
 from slimpose.losses.simcc import KLDiscretLoss
+
+FLIP_AVERAGES = ("logits", "probs")
 
 
 def _parabola_refine(loc: torch.Tensor, log_values: torch.Tensor) -> torch.Tensor:
@@ -44,12 +47,13 @@ class SimCCDecode(nn.Module):
     decoding (softmax when ``from_logits``, argmax, optional sub-bin step, / split ratio, scores)."""
 
     def __init__(self, split_ratio: float, score_mode: str = "min_xy", from_logits: bool = False,
-                 refine: bool = False) -> None:
+                 refine: bool = False, peaks: tuple[float, float] = (1.0, 1.0)) -> None:
         super().__init__()
         self.split_ratio = float(split_ratio)
         self.score_mode = score_mode
         self.from_logits = from_logits
         self.refine = refine
+        self.peaks = (float(peaks[0]), float(peaks[1]))
 
     def forward(self, output: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = output
@@ -62,19 +66,24 @@ class SimCCDecode(nn.Module):
         else:
             fx, fy = loc_x.to(x.dtype), loc_y.to(y.dtype)
         keypoints = torch.stack((fx, fy), dim=-1) / self.split_ratio
-        return keypoints, simcc_scores(max_x, max_y, self.score_mode)
+        return keypoints, simcc_scores(max_x, max_y, self.score_mode, self.peaks)
 
 
 class SimCCHead(Head):
     """SimCC x / y logits of a model with ``split_ratio`` bins per input pixel."""
 
     output_names = ("simcc_x", "simcc_y")
+    outputs_bins = True
     default_sigma = 6.0  # bins, MMPose's SimCCLabel (``data.sigma`` when not set)
 
-    def __init__(self, codec: SimCCLabel, criterion: nn.Module | None = None, flip_shift_bins: int = 0) -> None:
+    def __init__(self, codec: SimCCLabel, criterion: nn.Module | None = None, flip_shift_bins: int = 0,
+                 flip_average: str = "logits") -> None:
         super().__init__(codec)
+        if flip_average not in FLIP_AVERAGES:
+            raise ValueError(f"flip_average must be one of {FLIP_AVERAGES}, got {flip_average!r}")
         self.criterion = criterion if criterion is not None else KLDiscretLoss()
         self.flip_shift_bins = int(flip_shift_bins)
+        self.flip_average = flip_average
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module) -> "SimCCHead":
@@ -86,8 +95,9 @@ class SimCCHead(Head):
                            split_ratio=model.split_ratio, label_smooth_weight=p.label_smooth_weight,
                            normalize=p.normalize, refine=p.refine, score_mode=p.score_mode,
                            from_logits=p.from_logits)
-        loss = KLDiscretLoss(beta=p.beta, label_softmax=p.label_softmax, label_beta=p.label_beta)
-        return cls(codec, loss, flip_shift_bins=p.flip_shift_bins)
+        loss = KLDiscretLoss(beta=p.beta, label_softmax=p.label_softmax, label_beta=p.label_beta,
+                             bins=p.loss_bins, normalizer=p.loss_normalizer)
+        return cls(codec, loss, flip_shift_bins=p.flip_shift_bins, flip_average=p.flip_average)
 
     def loss(self, output: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -99,6 +109,18 @@ class SimCCHead(Head):
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         return flip_simcc_back(output[0], output[1], flip_pairs, shift_bins=self.flip_shift_bins)
 
+    def merge_flip(self, output: tuple[torch.Tensor, torch.Tensor], flipped_back: tuple[torch.Tensor, torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``'logits'``: the mean of the logits (official SA-SimDR, MMPose). ``'probs'``: the mean of the two
+        softmaxes (official SimDR), returned as log-probabilities when the codec decodes logits (a softmax
+        of them gives the mean back) and as probabilities otherwise."""
+        if self.flip_average == "logits":
+            return super().merge_flip(output, flipped_back)
+        merged = tuple(0.5 * (a.softmax(dim=-1) + b.softmax(dim=-1)) for a, b in zip(output, flipped_back))
+        if self.codec.from_logits:
+            merged = tuple(m.clamp_min(1e-30).log() for m in merged)
+        return merged  # type: ignore[return-value]
+
     def decode(self, output: tuple[torch.Tensor, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         x, y = (o.detach().float().cpu().numpy() for o in output)
         keypoints, scores = self.codec.decode((x, y))
@@ -106,4 +128,5 @@ class SimCCHead(Head):
 
     def export_decoder(self) -> nn.Module:
         c = self.codec
-        return SimCCDecode(c.split_ratio, c.score_mode, from_logits=c.from_logits, refine=c.refine)
+        peaks = c.label_peaks() if c.score_mode == "calibrated" else (1.0, 1.0)
+        return SimCCDecode(c.split_ratio, c.score_mode, from_logits=c.from_logits, refine=c.refine, peaks=peaks)

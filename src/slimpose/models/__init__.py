@@ -14,14 +14,16 @@ from torch import nn
 
 from slimpose.models.distilpose import deeppose_res50, distilpose_l, distilpose_s
 from slimpose.models.hrnet import hrnet_w32, hrnet_w48
+from slimpose.models.litehrnet import litehrnet_18, litehrnet_18_simcc, litehrnet_30, litehrnet_30_simcc
 from slimpose.models.sdpose import sdpose_b, sdpose_reg, sdpose_s_v1, sdpose_s_v2, sdpose_t
-from slimpose.models.simcc import simcc_res50
+from slimpose.models.simcc import hrnet_w32_simcc, hrnet_w48_simcc, simcc_res50
 from slimpose.models.simplebaseline import simplebaseline_res50, simplebaseline_res101, simplebaseline_res152
 from slimpose.models.tokenpose import (
     distilpose_teacher,
     tokenpose_b,
     tokenpose_l_d24,
     tokenpose_s_v1,
+    tokenpose_s_v1_simdr,
     tokenpose_s_v2,
 )
 from slimpose.utils.io import SlimposeInputError
@@ -33,6 +35,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "simplebaseline_res152": simplebaseline_res152,
     "hrnet_w32": hrnet_w32,
     "hrnet_w48": hrnet_w48,
+    # Lite-HRNet (heatmaps; SimCC)
+    "litehrnet_18": litehrnet_18,
+    "litehrnet_30": litehrnet_30,
+    "litehrnet_18_simcc": litehrnet_18_simcc,
+    "litehrnet_30_simcc": litehrnet_30_simcc,
     # TokenPose family (heatmaps from keypoint tokens)
     "tokenpose_s_v1": tokenpose_s_v1,
     "tokenpose_s_v2": tokenpose_s_v2,
@@ -51,6 +58,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "sdpose_reg": sdpose_reg,
     # coordinate classification (SimCC)
     "simcc_res50": simcc_res50,
+    "hrnet_w32_simcc": hrnet_w32_simcc,
+    "hrnet_w48_simcc": hrnet_w48_simcc,
+    "tokenpose_s_v1_simdr": tokenpose_s_v1_simdr,
 }
 
 

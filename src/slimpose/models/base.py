@@ -34,6 +34,14 @@ class PoseNet(nn.Module):
     input_size: tuple[int, int]
 
     @property
+    def feature_stages(self) -> tuple[str, ...]:
+        """Names (``named_modules``) of the submodules whose outputs are the model's stage features, shallow
+        to deep: what stage-wise feature distillation taps (a list output counts by its first, highest-
+        resolution branch). A model's backbone declares them in ``stage_names``; none by default."""
+        backbone = getattr(self, "backbone", None)
+        return tuple(f"backbone.{n}" for n in getattr(backbone, "stage_names", ()))
+
+    @property
     def input_spec(self) -> ImageInput:
         return ImageInput(tuple(self.input_size))
 

@@ -76,6 +76,30 @@ class TokenHeatmapHead(nn.Module):
         return self.mlp(keypoint_tokens).reshape(b, k, h, w)
 
 
+class TokenSimCCHead(nn.Module):
+    """Keypoint tokens ``(B,K,D)`` -> SimCC logits ``(B,K,W k)``, ``(B,K,H k)``: ``LN(D)`` then
+    ``mlp_head_x = Linear(D, W k)`` and ``mlp_head_y = Linear(D, H k)``.
+
+    The TokenPose-S SimDR head of the SimCC paper (its code was never released, leeyegy/SimCC#14). This
+    reading is the one that gives the published size: TokenPose-S-v1 without its heatmap MLP (1.26M) plus
+    this head (0.17M) is 5.58M parameters, 5.53M trainable (published 5.5M; the heatmap model 6.6M).
+    """
+
+    def __init__(self, dim: int, input_size: tuple[int, int], split_ratio: float = 2.0):
+        super().__init__()
+        w, h = input_size
+        self.norm = nn.LayerNorm(dim)
+        self.mlp_head_x = nn.Linear(dim, int(round(w * split_ratio)))
+        self.mlp_head_y = nn.Linear(dim, int(round(h * split_ratio)))
+        for m in (self.mlp_head_x, self.mlp_head_y):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, keypoint_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.norm(keypoint_tokens)
+        return self.mlp_head_x(t), self.mlp_head_y(t)
+
+
 REGRESSION_OUT_DIM = 5
 
 

@@ -183,6 +183,7 @@ class HRNet(nn.Module):
         self.out_channels = width
         # Inputs must be divisible by the stride of the lowest-resolution branch.
         self.input_multiple = 4 * 2 ** (num_stages - 1)
+        self.stage_names = ("stage2", "stage3", "stage4")[: num_stages - 1]  # multi-branch stages
 
         self.conv1 = conv3x3(in_channels, 64, stride=2)
         self.bn1 = batch_norm(64)

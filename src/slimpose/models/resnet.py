@@ -40,6 +40,7 @@ class ResNet(nn.Module):
         self.layer2 = make_res_layer(block, 64 * block.expansion, 128, layers[1], stride=2)
         self.layer3 = make_res_layer(block, 128 * block.expansion, 256, layers[2], stride=2)
         self.layer4 = make_res_layer(block, 256 * block.expansion, 512, layers[3], stride=2)
+        self.stage_names = ("layer1", "layer2", "layer3", "layer4")
         self.stage_channels = tuple(c * block.expansion for c in (64, 128, 256, 512))
         self.out_channels = self.stage_channels[-1]
         init_kaiming_(self)

@@ -4,8 +4,10 @@
 ``head.final_layer``, ``head.mlp_head_x``, ``head.mlp_head_y``): optional deconvolutions (SimpleBaseline
 style), a 1x1 conv to K maps, each map flattened and mapped by two linear layers to ``W k`` x-bins and
 ``H k`` y-bins (``k = split_ratio``). ``simcc_res50`` is MMPose's ``simcc_res50_8xb64-210e_coco-256x192``
-(ResNet-50, three 256-channel deconvolutions, 8x6 -> 64x48 maps, 72.1 AP on COCO val). The next issue
-puts the same layers on Lite-HRNet.
+(ResNet-50, three 256-channel deconvolutions, 8x6 -> 64x48 maps, 72.1 AP on COCO val).
+``hrnet_w32_simcc`` / ``hrnet_w48_simcc`` are the official SimDR HRNets (leeyegy/SimCC ``pose_hrnet.py``:
+``final_layer`` 1x1 conv on the stride-4 map, ``HEAD_INPUT`` 3072 = 64 x 48, 384 x-bins and 512 y-bins at
+256x192). The same layers sit on Lite-HRNet in ``slimpose.models.litehrnet``.
 """
 
 from __future__ import annotations
@@ -103,3 +105,26 @@ def simcc_res50(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256
     depth = int(overrides.pop("depth", 50))
     backbone = pop_backbone(overrides, lambda: ResNet(depth=depth))
     return SimCCPose(backbone, num_keypoints, tuple(input_size), **overrides)
+
+
+def _hrnet_simcc(width: int, num_keypoints: int, input_size: tuple[int, int], overrides: dict) -> SimCCPose:
+    from slimpose.models.hrnet import HRNet
+
+    overrides = dict(overrides)
+    width = int(overrides.pop("width", width))  # a narrower HRNet for scaled-down (CPU) runs
+    backbone = pop_backbone(overrides, lambda: HRNet(width=width, num_stages=4))
+    overrides.setdefault("num_deconv_layers", 0)
+    return SimCCPose(backbone, num_keypoints, tuple(input_size), **overrides)
+
+
+def hrnet_w32_simcc(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> SimCCPose:
+    """SimDR HRNet-W32 (official ``w32_256x192_adam_lr1e-3_split2_sigma4``): HRNet-W32, 1x1 conv to K maps,
+    ``Linear(3072, 384)`` and ``Linear(3072, 512)`` at 256x192 (split ratio 2). 256x256 (MPII): 4096 -> 512, 512.
+    ``overrides``: ``width`` (a narrower HRNet, for scaled-down runs), ``backbone=`` and ``SimCCPose`` keywords."""
+    return _hrnet_simcc(32, num_keypoints, input_size, overrides)
+
+
+def hrnet_w48_simcc(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> SimCCPose:
+    """SimDR HRNet-W48 (official ``w48_256x192_adam_lr1e-3_split2_sigma6``, 75.4 AP COCO test-dev as SA-SimDR):
+    HRNet-W48, 1x1 conv, ``HEAD_INPUT`` 3072 -> 384 x-bins and 512 y-bins at 256x192."""
+    return _hrnet_simcc(48, num_keypoints, input_size, overrides)

@@ -15,7 +15,8 @@ from torch import nn
 from slimpose.heads.heatmap import HeatmapHead
 from slimpose.models._factory import backbone_feature_size, pop_backbone, pop_stem_backbone
 from slimpose.models.base import PoseNet, TokenFeatures
-from slimpose.models.head_layers import TokenHeatmapHead
+from slimpose.heads.simcc import SimCCHead
+from slimpose.models.head_layers import TokenHeatmapHead, TokenSimCCHead
 from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
 from slimpose.models.transformer import PosEmbedding, TokenTransformer
 
@@ -106,6 +107,20 @@ class TokenPose(PoseNet):
         return self.transformer.forward_intermediates(self.backbone(images), indices)[1]
 
 
+class TokenPoseSimDR(TokenPose):
+    """TokenPose with SimCC coordinate classification instead of heatmaps (SimCC paper, Table: TokenPose-S
+    SimDR 5.5M / 2.2 GFLOPs, 73.6 AP): ``forward(images) -> (x_logits (B,K,W k), y_logits (B,K,H k))``."""
+
+    head_class = SimCCHead
+
+    def __init__(self, backbone: nn.Module, num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256),
+                 split_ratio: float = 2.0, **kwargs):
+        super().__init__(backbone, num_keypoints, input_size, **kwargs)
+        self.split_ratio = float(split_ratio)
+        dim = self.head.dim
+        self.head = TokenSimCCHead(dim, self.input_size, self.split_ratio)
+
+
 def tokenpose_s_v1(
     num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
 ) -> TokenPose:
@@ -119,6 +134,17 @@ def tokenpose_s_v1(
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=False)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+def tokenpose_s_v1_simdr(
+    num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides
+) -> TokenPoseSimDR:
+    """TokenPose-S-v1 with a SimDR head (``TokenSimCCHead``): 5.58M params (5.53M trainable; published 5.5M),
+    2.2 GFLOPs, 73.6 AP COCO val (SimCC paper). ``overrides`` as ``tokenpose_s_v1`` plus ``split_ratio``."""
+    backbone = pop_stem_backbone(overrides)
+    cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=False)
+    cfg.update(overrides)
+    return TokenPoseSimDR(backbone, num_keypoints, input_size, **cfg)
 
 
 def tokenpose_s_v2(

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 from slimpose.config.parse import load_config_file
-from slimpose.config.recipes import distilpose, sdpose, simcc, topdown
+from slimpose.config.recipes import distilpose, litehrnet, multikd, sdpose, simcc, topdown
 from slimpose.config.schema import TrainConfig
 from slimpose.utils.io import SlimposeInputError
 
 DEFAULT_RECIPE = "tokenpose_tiny_synthetic"
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
-    **topdown.RECIPES, **distilpose.RECIPES, **sdpose.RECIPES, **simcc.RECIPES,
+    **topdown.RECIPES, **distilpose.RECIPES, **sdpose.RECIPES, **simcc.RECIPES, **litehrnet.RECIPES,
+    **multikd.RECIPES,
 }
 
 

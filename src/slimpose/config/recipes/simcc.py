@@ -1,5 +1,11 @@
 """SimCC recipes (Li et al., ECCV 2022): coordinate classification with ``SimCCHead``.
 
+``SA_SIMDR`` and ``SIMDR`` are the two label styles of the official code (leeyegy/SimCC) as ``simcc``
+section fields: SA-SimDR = Gaussian labels, ``KLDiscretLoss`` (bin mean, mean over the batch, / K), logits
+averaged in the flip test, scores = min of the x / y max probabilities (``validate_sa_simdr``); SimDR =
+one-hot labels smoothed by 0.1, ``NMTCritierion`` (KL summed over the bins, / N), softmaxes averaged in the
+flip test, scores = max of the x / y max probabilities (``validate_simdr``).
+
 ``simcc_res50_coco`` is MMPose 1.x ``simcc_res50_8xb64-210e_coco-256x192`` (72.1 AP COCO val): 8 GPUs x 64,
 Adam 1e-3, linear warm-up 500 iterations from 1e-3, x0.1 at epochs 170 and 200 of 210; ``SimCCLabel``
 sigma 6 bins, split ratio 2; ``KLDiscretLoss``; augmentation flip 0.5, half body 0.3 (> 8 keypoints),
@@ -21,6 +27,12 @@ from slimpose.config.schema import (
     SimCCParams,
     TrainConfig,
 )
+
+
+SA_SIMDR = dict(smoothing_type="gaussian", loss_bins="mean", loss_normalizer="batch_keypoints",
+                flip_average="logits", from_logits=True, score_mode="min_xy")
+SIMDR = dict(smoothing_type="standard", label_smooth_weight=0.1, loss_bins="sum", loss_normalizer="batch",
+             flip_average="probs", from_logits=True, score_mode="max_xy")
 
 
 def simcc_res50_coco() -> TrainConfig:

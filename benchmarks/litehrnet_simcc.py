@@ -4,7 +4,7 @@
     python benchmarks/litehrnet_simcc.py --input-size 192 256 --num-keypoints 17 --out benchmarks/results/litehrnet_simcc_coco
 
 For every model: parameters, GMACs (conv + linear, ``slimpose.engine.complexity``), peak inference memory
-of tensors allocated during one forward (batch 1 and 32) and latency at batch 1 and 32, measured in one
+of tensors allocated during one forward above the weights (batch 1 and 32), the weights' MB, and latency at batch 1 and 32, measured in one
 run with the models interleaved round by round (``measure_latencies_interleaved``; the table reports the
 median over rounds and the SimCC / heatmap ratios of that run). The SimCC output is decoded by nothing
 here: both heads are timed up to their raw outputs.
@@ -20,7 +20,13 @@ from pathlib import Path
 
 import torch
 
-from slimpose.engine.complexity import count_flops, measure_latencies_interleaved, measure_peak_memory, param_breakdown
+from slimpose.engine.complexity import (
+    count_flops,
+    measure_latencies_interleaved,
+    measure_peak_memory,
+    param_breakdown,
+    weights_mb,
+)
 from slimpose.models import create_model
 from slimpose.utils.io import write_json_atomic, write_text_atomic
 
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in models.items():
         flops = count_flops(model, size)
         rows[name] = {"model": name, **param_breakdown(model), "gmacs": flops["gflops"],
-                      "peak_mb_b1": measure_peak_memory(model, 1, "cpu", size),
+                      "weights_mb": weights_mb(model), "peak_mb_b1": measure_peak_memory(model, 1, "cpu", size),
                       "peak_mb_b32": measure_peak_memory(model, 32, "cpu", size)}
         print(f"{name}: {rows[name]['params']:,} params, {flops['gflops']:.4f} GMACs", file=sys.stderr)
     settings = {"b1": {"batch": 1, "repeats": args.repeats, "warmup": 3},
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {}
     for depth in ("18", "30"):
         hm, sc = rows[f"litehrnet_{depth}"], rows[f"litehrnet_{depth}_simcc"]
-        ratios[depth] = {k: sc[k] / hm[k] for k in ("params", "gmacs", "peak_mb_b1", "peak_mb_b32",
+        ratios[depth] = {k: sc[k] / hm[k] for k in ("params", "gmacs", "weights_mb", "peak_mb_b1", "peak_mb_b32",
                                                       "latency_ms_b1", "latency_ms_b32")}
     meta = {"input_size": list(size), "num_keypoints": args.num_keypoints, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
@@ -66,13 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(out.with_suffix(".json"), {"meta": meta, "rows": rows, "simcc_over_heatmap": ratios}, indent=2)
     lines = [f"Lite-HRNet heatmap vs SimCC head, {size[0]}x{size[1]}, {args.num_keypoints} keypoints, CPU "
              f"({meta['threads']} threads, torch {meta['torch']}), latency median of {args.rounds} interleaved rounds",
-             "", "| model | params | GMACs | peak MB b1 | peak MB b32 | ms b1 | ms b32 |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| model | params | GMACs | weights MB | peak MB b1 | peak MB b32 | ms b1 | ms b32 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows.values():
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['gmacs']:.4f} | {r['peak_mb_b1']:.1f} | {r['peak_mb_b32']:.1f} "
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['gmacs']:.4f} | {r['weights_mb']:.1f} | {r['peak_mb_b1']:.1f} "
+                     f"| {r['peak_mb_b32']:.1f} "
                      f"| {r['latency_ms_b1']:.1f} | {r['latency_ms_b32']:.1f} |")
-    lines += ["", "| SimCC / heatmap | params | GMACs | peak b1 | peak b32 | ms b1 | ms b32 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| SimCC / heatmap | params | GMACs | weights | peak b1 | peak b32 | ms b1 | ms b32 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for depth, r in ratios.items():
-        lines.append(f"| Lite-HRNet-{depth} | {r['params']:.2f} | {r['gmacs']:.3f} | {r['peak_mb_b1']:.3f} | "
+        lines.append(f"| Lite-HRNet-{depth} | {r['params']:.2f} | {r['gmacs']:.3f} | {r['weights_mb']:.2f} | {r['peak_mb_b1']:.3f} | "
                      f"{r['peak_mb_b32']:.3f} | {r['latency_ms_b1']:.3f} | {r['latency_ms_b32']:.3f} |")
     text = "\n".join(lines) + "\n"
     write_text_atomic(out.with_suffix(".md"), text)

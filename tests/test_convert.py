@@ -207,6 +207,26 @@ def test_mmpose_and_deep_hrnet_layouts():
         assert all(torch.equal(state[k], v) for k, v in sd.items())
 
 
+def test_official_simdr_hrnet_and_mmpose_simcc_layouts():
+    """leeyegy/SimCC ``pose_hrnet.py`` (``conv1.*``, ``final_layer.*``, ``mlp_head_{x,y}.*`` at the top level)
+    and MMPose 1.x (``backbone.*``, ``head.{final_layer,mlp_head_x,mlp_head_y}.*``) load into ``hrnet_w32_simcc``."""
+    size = (64, 64)
+    src = randomize(create_model("hrnet_w32_simcc", input_size=size), seed=7)
+    sd = src.state_dict()
+    official = {"module." + (k[len("backbone."):] if k.startswith("backbone.") else k[len("head."):]): v
+                for k, v in sd.items()}
+    assert {"module.mlp_head_x.weight", "module.final_layer.weight", "module.conv1.weight"} <= set(official)
+    x = torch.randn(1, 3, 64, 64)
+    expected = src(x)
+    for layout in (official, sd):
+        target = create_model("hrnet_w32_simcc", input_size=size)
+        state, report = convert_state_dict(layout, "mmpose", target)
+        assert report.ok, report.format()
+        target.load_state_dict(state)
+        got = target.eval()(x)
+        assert all(torch.allclose(a, b) for a, b in zip(got, expected))
+
+
 def test_mismatch_report_exit_2_and_allow_partial(tmp_path, capsys):
     ours = randomize(create_model("tokenpose_s_v1", input_size=INPUT, **TINY))
     o = to_official(ours.state_dict(), "features.", "features.")

@@ -192,3 +192,40 @@ def test_teacher_with_other_bins_is_refused(tmp_path):
     cfg.model.overrides["input_size"] = [64, 96]
     with pytest.raises(SlimposeInputError, match="bins"):
         build_distiller(cfg)
+
+
+def test_distill_cli_takes_the_multikd_teacher(tmp_path, capsys):
+    import json
+
+    from slimpose.cli.main import main
+
+    ckpt = tmp_path / "t.pth"
+    ckpt.write_bytes(b"")
+    assert main(["distill", "litehrnet_18_simcc_mpii_multikd", "--teacher", str(ckpt), "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["multikd"]["teacher_checkpoint"] == str(ckpt.resolve())
+    assert cfg["model"]["name"] == "litehrnet_18_simcc" and cfg["data"]["dataset"] == "mpii"
+    assert cfg["multikd"]["cross_stage"] and cfg["multikd"]["mft"] and cfg["multikd"]["wa"]
+    assert main(["distill", "litehrnet_18_simcc_mpii", "--teacher", str(ckpt)]) == 2
+    assert "no distill or multikd section" in capsys.readouterr().err
+
+
+def test_dwpose_stage1_recipe_distils_the_last_features_and_fades(tmp_path):
+    from slimpose.config import get_config
+
+    cfg = apply_overrides(get_config("litehrnet_18_simcc_mpii_dwpose_s1"), ["data.input_size=64,64"])
+    mk = cfg.multikd
+    assert (mk.fkd, mk.distance, mk.vkd, mk.vkd_normalizer, mk.schedule) == \
+        (7e-5, "sum", 0.1, "batch_keypoints", "linear_decay")
+    torch.manual_seed(1)
+    teacher = create_model("hrnet_w32_simcc", num_keypoints=16, input_size=SIZE)
+    path = tmp_path / "t.pth"
+    save_checkpoint({"model": teacher.state_dict(), "model_name": "hrnet_w32_simcc",
+                     "config": {"model": {"name": "hrnet_w32_simcc", "overrides": dict(TEACHER)}}}, path)
+    mk.teacher_checkpoint = str(path)
+    task = build_distiller(cfg)
+    fkd, vkd = task.terms
+    assert fkd.pairs == [(0, 0)] and fkd.student_taps == ("backbone",) and fkd.teacher_taps == ("backbone",)
+    assert tuple(fkd.align["t0_s0"].weight.shape) == (32, 40, 1, 1)  # FeaLoss: 1x1 align conv, student -> teacher
+    task.set_epoch(3, 4)
+    assert task.factor == pytest.approx(0.25)  # 1 - epoch / epochs

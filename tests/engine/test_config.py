@@ -98,7 +98,8 @@ def test_recipes_as_published():
     for name, factory in RECIPES.items():
         cfg = factory()
         assert isinstance(cfg, TrainConfig), name
-        assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3, name
+        lr = 2e-3 if name.startswith("litehrnet_") else 1e-3  # the official Lite-HRNet configs: Adam 2e-3
+        assert cfg.optim.name == "adam" and cfg.optim.lr == lr, name
         assert config_from_dict(config_to_dict(cfg)) == cfg, name
     s = RECIPES["tokenpose_s_v1_coco"]()
     assert (s.schedule.epochs, s.schedule.milestones, s.data.batch_size) == (300, (200, 260), 32)
@@ -108,6 +109,15 @@ def test_recipes_as_published():
     assert t.schedule.warmup_iters == 500 and t.data.unbiased_encoding and t.dark
     h = RECIPES["hrnet_w32_coco"]()
     assert (h.schedule.epochs, h.schedule.milestones, h.dark) == (210, (170, 200), False)
+    lite = RECIPES["litehrnet_18_mpii"]()  # HRNet/Lite-HRNet configs/top_down/lite_hrnet/mpii/
+    assert (lite.data.input_size, lite.data.heatmap_size, lite.data.sigma, lite.data.batch_size) == \
+        ((256, 256), (64, 64), 2.0, 32)
+    assert (lite.data.aug.rotation_factor, lite.data.aug.scale_factor, lite.data.aug.half_body_prob) == (30, 0.25, 0)
+    assert (lite.schedule.epochs, lite.schedule.milestones, lite.schedule.warmup_iters) == (210, (170, 200), 500)
+    assert lite.flip_test and lite.shift_heatmap and not lite.dark
+    sa = RECIPES["litehrnet_18_simcc_mpii"]().simcc
+    assert (sa.smoothing_type, sa.loss_normalizer, sa.flip_average, sa.score_mode) == \
+        ("gaussian", "batch_keypoints", "logits", "min_xy")
 
 
 def test_data_root_sets_official_layouts(tmp_path):

@@ -348,3 +348,23 @@ def test_registered():
     assert create_model("litehrnet_30", input_size=(64, 64)).head_class is HeatmapHead
     assert create_model("litehrnet_30_simcc", input_size=(64, 64)).head_class is SimCCHead
     assert sum(1 for m in create_model("litehrnet_30").backbone.modules() if isinstance(m, LiteHRModule)) == 14
+
+
+def test_cross_resolution_weighting_equals_the_official_adaptive_form():
+    """Fixed-window pooling / integer up-sampling (ONNX-exportable) == adaptive pool / size-based resize."""
+    import torch.nn.functional as F
+
+    from slimpose.models.litehrnet import CrossResolutionWeighting
+
+    torch.manual_seed(0)
+    crw = CrossResolutionWeighting([8, 16, 32], ratio=8).eval()
+    xs = [torch.randn(2, 8, 16, 12), torch.randn(2, 16, 8, 6), torch.randn(2, 32, 4, 3)]
+    with torch.no_grad():
+        got = crw(xs)
+        mini = xs[-1].shape[-2:]
+        pooled = [F.adaptive_avg_pool2d(s, mini) for s in xs[:-1]] + [xs[-1]]
+        w = crw.conv2(crw.conv1(torch.cat(pooled, dim=1)))
+        ref = [s * F.interpolate(a, size=s.shape[-2:], mode="nearest")
+               for s, a in zip(xs, torch.split(w, crw.channels, dim=1))]
+    for g, r in zip(got, ref):
+        assert torch.allclose(g, r, atol=1e-6)

@@ -225,10 +225,10 @@ class MultiKDConfig:
     teacher_checkpoint: str | None = None  # usually given by ``--teacher``
     check_teacher: bool = True  # dry-run: the teacher's bins must match the student's
     task: float = 1.0
-    vkd: float = 1.0
+    vkd: float = 5e-4  # the seed gives no weights: about the SA-SimDR task loss at the start (docs/multikd.md)
     vkd_beta: float = 1.0
     vkd_normalizer: str = "batch"  # 'batch' (the seed's 1/N) | 'batch_keypoints' (MMPose KDLoss)
-    fkd: float = 1.0
+    fkd: float = 5e-4
     cross_stage: bool = True
     mft: bool = True
     wa: bool = True

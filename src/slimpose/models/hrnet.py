@@ -266,7 +266,7 @@ class HRNetPose(PoseNet):
 
     head_class = HeatmapHead
 
-    def __init__(self, backbone: HRNet, num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256)):
+    def __init__(self, backbone: nn.Module, num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256)):
         super().__init__()
         self.backbone = backbone
         self.keypoint_head = DeconvHead(backbone.out_channels, num_keypoints, num_deconv_layers=0)
@@ -276,7 +276,7 @@ class HRNetPose(PoseNet):
         self.heatmap_size = (input_size[0] // self.output_stride, input_size[1] // self.output_stride)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) -> the highest-resolution branch (B, width, H/4, W/4)."""
+        """images (B, 3, H, W) -> the backbone's stride-4 map (HRNet: its highest-resolution branch)."""
         return self.backbone(images)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -286,14 +286,16 @@ class HRNetPose(PoseNet):
 
 def convert_official_hrnet_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename an official deep-high-resolution-net pose HRNet state dict (``conv1.*``, ``stage4.*``,
-    ``final_layer.*``, optionally ``module.``-prefixed) to the ``HRNetPose`` layout. Keys already in the
+    ``final_layer.*`` and, in the SimDR HRNets of leeyegy/SimCC, ``mlp_head_{x,y}.*``; optionally
+    ``module.``-prefixed) to the ``HRNetPose`` layout (the converter then maps ``keypoint_head.*`` onto a
+    SimCC model's ``head.*``). Keys already in the
     mmpose layout (``backbone.*`` / ``keypoint_head.*``) pass through unchanged."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         k = key[len("module.") :] if key.startswith("module.") else key
         if k.startswith(("backbone.", "keypoint_head.")):
             out[k] = value
-        elif k.startswith("final_layer."):
+        elif k.startswith(("final_layer.", "mlp_head_x.", "mlp_head_y.")):  # heatmap / SimDR (leeyegy/SimCC) heads
             out["keypoint_head." + k] = value
         else:
             out["backbone." + k] = value

@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimpose.heads.heatmap import HeatmapHead
 from slimpose.models._factory import pop_backbone
-from slimpose.models.base import PoseNet
-from slimpose.models.layers import DeconvHead, batch_norm, check_input_divisible, init_normal_
+from slimpose.models.layers import batch_norm, check_input_divisible, init_normal_
+from slimpose.models.hrnet import HRNetPose
 from slimpose.models.simcc import SimCCPose
 
 # (num_modules per stage, widths per stage) of the two published sizes (official configs)
@@ -139,11 +138,15 @@ class CrossResolutionWeighting(nn.Module):
         self.conv2 = ConvModule(int(total / ratio), total, 1, act=nn.Sigmoid())
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        mini_size = xs[-1].shape[-2:]
-        pooled = [F.adaptive_avg_pool2d(s, mini_size) for s in xs[:-1]] + [xs[-1]]
+        # branch i is exactly 2 ** (n - 1 - i) times the smallest (inputs are divisible by 32), so a fixed
+        # window and an integer up-sampling factor are the official adaptive pool and size-based nearest
+        # resize; unlike them they export to ONNX (open-mmlab/mmpose#1043: "onnx::Gather ... not constant")
+        n = len(xs)
+        factors = [2 ** (n - 1 - i) for i in range(n)]
+        pooled = [F.avg_pool2d(s, f) if f > 1 else s for s, f in zip(xs, factors)]
         weights = self.conv2(self.conv1(torch.cat(pooled, dim=1)))
-        return [s * F.interpolate(a, size=s.shape[-2:], mode="nearest")
-                for s, a in zip(xs, torch.split(weights, self.channels, dim=1))]
+        return [s * (F.interpolate(a, scale_factor=f, mode="nearest") if f > 1 else a)
+                for s, a, f in zip(xs, torch.split(weights, self.channels, dim=1), factors)]
 
 
 class ConditionalChannelWeighting(nn.Module):
@@ -350,32 +353,10 @@ class LiteHRNet(nn.Module):
         return ys[0]
 
 
-class LiteHRNetPose(PoseNet):
+class LiteHRNetPose(HRNetPose):
     """Top-down heatmap Lite-HRNet: backbone (B, 40, H/4, W/4) -> 1x1 conv ``keypoint_head.final_layer``
-    (40 -> K) -> heatmaps (B, K, H/4, W/4): the official ``TopDownSimpleHead`` without deconvolutions.
-
-    Keys: ``backbone.*`` and ``keypoint_head.final_layer.*`` (mmpose 0.x ``TopDown``).
-    """
-
-    head_class = HeatmapHead
-
-    def __init__(self, backbone: LiteHRNet, num_keypoints: int = 17,
-                 input_size: tuple[int, int] = (192, 256)) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.keypoint_head = DeconvHead(backbone.out_channels, num_keypoints, num_deconv_layers=0)
-        self.num_keypoints = num_keypoints
-        self.output_stride = backbone.stride
-        self.input_size = tuple(input_size)
-        self.heatmap_size = (self.input_size[0] // self.output_stride, self.input_size[1] // self.output_stride)
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) -> the IterativeHead's highest-resolution map (B, 40, H/4, W/4)."""
-        return self.backbone(images)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features -> heatmaps (B, K, H/4, W/4)."""
-        return self.keypoint_head(features)
+    (40 -> K) -> heatmaps (B, K, H/4, W/4): the official ``TopDownSimpleHead`` without deconvolutions, the
+    same top-down structure as ``HRNetPose`` (keys ``backbone.*`` and ``keypoint_head.final_layer.*``)."""
 
 
 def _check_size(input_size: tuple[int, int], name: str) -> tuple[int, int]:

@@ -86,16 +86,14 @@ def _load_mpii(ann: Any, images: Any, bbox_file: Any = None, det_score_thr: floa
     return load_mpii_instances(str(ann), image_root=str(images), info=info or metainfo.MPII)
 
 
-def _generate_coco_people(*args: Any, **kwargs: Any) -> Any:
-    from slimpose.data.synth import generate_synthetic_dataset
+def _synthetic_people(skeleton: str) -> Callable[..., Any]:
+    """The writer of the synthetic people in ``skeleton`` (``synth.generate_synthetic_dataset``)."""
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        from slimpose.data.synth import generate_synthetic_dataset
 
-    return generate_synthetic_dataset(*args, **kwargs)
+        return generate_synthetic_dataset(*args, skeleton=skeleton, **kwargs)
 
-
-def _generate_mpii_people(*args: Any, **kwargs: Any) -> Any:
-    from slimpose.data.synth_mpii import generate_synthetic_mpii
-
-    return generate_synthetic_mpii(*args, **kwargs)
+    return generate
 
 
 CATALOG: dict[str, DatasetSpec] = {
@@ -133,14 +131,14 @@ CATALOG: dict[str, DatasetSpec] = {
         "synthetic", metainfo.COCO, _load_coco,
         train=SplitLayout("annotations/person_keypoints_train.json", "images"),
         val=SplitLayout("annotations/person_keypoints_val.json", "images"),
-        generate=_generate_coco_people,
+        generate=_synthetic_people("coco"),
     ),
     # the same people in the MPII skeleton and json-list format, scored by PCKh (``data.synth_mpii``)
     "synthetic_mpii": DatasetSpec(
         "synthetic_mpii", metainfo.MPII, _load_mpii,
         train=SplitLayout("annotations/mpii_train.json", "images"),
         val=SplitLayout("annotations/mpii_val.json", "images"),
-        metric=PCKhMetric, supports_detections=False, generate=_generate_mpii_people,
+        metric=PCKhMetric, supports_detections=False, generate=_synthetic_people("mpii"),
     ),
 }
 

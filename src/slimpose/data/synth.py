@@ -553,17 +553,16 @@ def generate_synthetic_dataset(
     ``config`` picks the generator's knobs (``SynthConfig()`` is the built-in benchmark set,
     ``SynthConfig.easy()`` a one-person preset for CPU-minute demos); its ``image_size`` is replaced by
     ``image_size``. ``skeleton="mpii"`` writes the same images as an MPII json list instead
-    (``synth_mpii.generate_synthetic_mpii``: ``out_dir/annotations/mpii_{split}.json`` + ``out_dir/images``).
+    (``synth_mpii.write_synthetic_mpii``: ``out_dir/annotations/mpii_{split}.json`` + ``out_dir/images``).
     """
     if skeleton not in SKELETONS:
         raise SlimposeInputError(f"synthetic data set {out_dir}: unknown skeleton {skeleton!r} "
                                  f"(choose from {', '.join(SKELETONS)})")
-    if skeleton == "mpii":
-        from slimpose.data.synth_mpii import generate_synthetic_mpii
-
-        return generate_synthetic_mpii(out_dir, num_images, seed, split=split, image_size=image_size,
-                                       workers=workers, progress=progress, config=config)
     cfg = checked_config(out_dir, num_images, seed, split, image_size, config)
+    if skeleton == "mpii":
+        from slimpose.data.synth_mpii import write_synthetic_mpii
+
+        return write_synthetic_mpii(out_dir, num_images, seed, split, cfg, workers=workers, progress=progress)
     width, height = cfg.image_size
     out = Path(out_dir)
     image_root = out / "images"

@@ -45,7 +45,7 @@ from slimpose.utils.io import SlimposeInputError, atomic_path, write_json_atomic
 
 __all__ = ["MPII_FROM_COCO", "mpii_joints_3d", "upper_neck_point", "head_top_point", "head_box",
            "sphere_bbox", "annotate_mpii", "mpii_record", "render_mpii_image", "mpii_image_name",
-           "generate_synthetic_mpii"]
+           "generate_synthetic_mpii", "write_synthetic_mpii"]
 
 # MPII joint -> COCO keypoint of the synthetic body (the joints both skeletons share).
 MPII_FROM_COCO = {0: 16, 1: 14, 2: 12, 3: 11, 4: 13, 5: 15, 10: 10, 11: 8, 12: 6, 13: 5, 14: 7, 15: 9}
@@ -201,20 +201,16 @@ def _make_one_mpii(job: tuple[int, int, str, str, S.SynthConfig]) -> tuple[int, 
     return index, [mpii_record(ann, name) for ann in result.annotations]
 
 
-def generate_synthetic_mpii(
-    out_dir: str | os.PathLike,
-    num_images: int,
-    seed: int,
-    split: str = "train",
-    image_size: tuple[int, int] = (320, 256),
-    workers: int = 1,
-    progress: bool = True,
-    config: S.SynthConfig | None = None,
-) -> Path:
-    """Write ``out_dir/images/*.jpg`` and ``out_dir/annotations/mpii_{split}.json`` (an MPII json list);
-    returns the json path. Arguments as ``synth.generate_synthetic_dataset``; the output does not depend on
-    ``workers`` and the same seed gives byte-identical files."""
-    cfg = S.checked_config(out_dir, num_images, seed, split, image_size, config)
+def generate_synthetic_mpii(out_dir: str | os.PathLike, num_images: int, seed: int, **kwargs: Any) -> Path:
+    """``synth.generate_synthetic_dataset(..., skeleton="mpii")``: ``out_dir/images/*.jpg`` and
+    ``out_dir/annotations/mpii_{split}.json`` (an MPII json list); returns the json path."""
+    return S.generate_synthetic_dataset(out_dir, num_images, seed, skeleton="mpii", **kwargs)
+
+
+def write_synthetic_mpii(out_dir: str | os.PathLike, num_images: int, seed: int, split: str, cfg: S.SynthConfig,
+                         workers: int = 1, progress: bool = True) -> Path:
+    """The MPII writer behind ``generate_synthetic_mpii`` (``cfg`` already checked); the output does not
+    depend on ``workers`` and the same seed gives byte-identical files."""
     if int(num_images) >= MAX_IMAGES:
         raise SlimposeInputError(f"synthetic data set {out_dir}: at most {MAX_IMAGES - 1} MPII images "
                                    f"per split, got {num_images}")

@@ -250,8 +250,13 @@ def test_mismatch_report_exit_2_and_allow_partial(tmp_path, capsys):
 
 
 def test_bad_files(tmp_path):
-    with pytest.raises(SlimposeInputError, match="no ViTPose model"):
-        convert_checkpoint(tmp_path / "x.pth", tmp_path / "y.pth", "vitpose", "tokenpose_b")
+    with pytest.raises(SlimposeInputError, match="x.pth"):
+        convert_checkpoint(tmp_path / "x.pth", tmp_path / "y.pth", "vitpose", "vitpose_s")
+    vit = create_model("vitpose_s", depth=1, dim=32, num_heads=2)
+    torch.save({"state_dict": vit.state_dict()}, tmp_path / "vit.pth")
+    with pytest.raises(SlimposeInputError, match="does not fit 'tokenpose_s_v1'"):  # a ViTPose file, another model
+        convert_checkpoint(tmp_path / "vit.pth", tmp_path / "y.pth", "vitpose", "tokenpose_s_v1")
+    assert not (tmp_path / "y.pth").exists()
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(SlimposeInputError, match="junk.pth"):
         read_official_state_dict(tmp_path / "junk.pth")

@@ -1,4 +1,4 @@
-"""Official checkpoints -> slimpose: key renaming for TokenPose, PPT, DistilPose, SDPose and mmpose 0.x.
+"""Official checkpoints -> slimpose: key renaming for TokenPose, PPT, DistilPose, SDPose, ViTPose and mmpose.
 
 Key tables (see docs/architecture.md and the official code):
 
@@ -16,6 +16,8 @@ Key tables (see docs/architecture.md and the official code):
   Lite-HRNet (HRNet/Lite-HRNet, mmpose 0.x/1.x ``LiteHRNet``) needs no renaming: ``backbone.{stem,
   transition{i},stage{i},head_layer}.*`` are slimpose's names. SimCC models (``SimCCPose``) take the 1.x
   ``head.{final_layer,mlp_head_x,mlp_head_y}`` keys as they are.
+* ViTPose (ViTAE-Transformer/ViTPose mmcv ``state_dict``: ``backbone.*``, ``keypoint_head.*``, slimpose's own
+  names) and MMPose 1.x ViTPose (``backbone.layers.{i}.ln1 ...``, ``head.*``): ``vitpose_keys``.
 
 Inside a token transformer: ``layers.{i}.0.fn.norm`` -> ``norm1``, ``.0.fn.fn.to_qkv`` -> ``attn.qkv``,
 ``.0.fn.fn.to_out.0`` -> ``attn.proj``, ``.1.fn.norm`` -> ``norm2``, ``.1.fn.fn.net.0`` -> ``mlp.fc1``,
@@ -240,6 +242,43 @@ def _rename(sd: dict[str, torch.Tensor], source: str, model: nn.Module
     return out, unplaced
 
 
+# MMPose 1.x ViTPose (mmpretrain ``VisionTransformer`` + ``HeatmapHead``) -> the official / slimpose names
+_VITPOSE_MMPOSE1 = (
+    (re.compile(r"^backbone\.patch_embed\.projection\."), "backbone.patch_embed.proj."),
+    (re.compile(r"^backbone\.layers\.(\d+)\.ln1\."), r"backbone.blocks.\1.norm1."),
+    (re.compile(r"^backbone\.layers\.(\d+)\.ln2\."), r"backbone.blocks.\1.norm2."),
+    (re.compile(r"^backbone\.layers\.(\d+)\.attn\."), r"backbone.blocks.\1.attn."),
+    (re.compile(r"^backbone\.layers\.(\d+)\.ffn\.layers\.0\.0\."), r"backbone.blocks.\1.mlp.fc1."),
+    (re.compile(r"^backbone\.layers\.(\d+)\.ffn\.layers\.1\."), r"backbone.blocks.\1.mlp.fc2."),
+    (re.compile(r"^backbone\.ln1\."), "backbone.last_norm."),
+    (re.compile(r"^head\."), "keypoint_head."),
+)
+
+
+def vitpose_keys(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tuple[str, torch.Tensor]]:
+    """ViTPose checkpoints -> ``{slimpose key: (official key, tensor)}``.
+
+    The official mmcv layout (``backbone.{patch_embed.proj, pos_embed, blocks.{i}, last_norm}``,
+    ``keypoint_head.*``) is slimpose's. MMPose 1.x (``backbone.layers.{i}.{ln1, attn, ln2, ffn}``,
+    ``backbone.ln1``, ``head.*``) is renamed; its ``pos_embed`` (1, N, C) has no class slot (mmpretrain
+    drops it), so a zero slot is put in front: the forward then adds exactly what MMPose 1.x adds.
+    Keys of neither layout (ViTPose++ ``mlp.experts.*``, ...) are kept as they are and so reported as
+    unexpected, never dropped.
+    """
+    out: dict[str, tuple[str, torch.Tensor]] = {}
+    own = model.state_dict()
+    for key, value in sd.items():
+        k = key[len("module."):] if key.startswith("module.") else key
+        for pattern, repl in _VITPOSE_MMPOSE1:
+            if pattern.match(k):
+                k = pattern.sub(repl, k)
+                break
+        if k == "backbone.pos_embed" and k in own and value.dim() == 3 and value.shape[1] == own[k].shape[1] - 1:
+            value = torch.cat([value.new_zeros(1, 1, value.shape[2]), value], dim=1)
+        out[k] = (key, value)
+    return out
+
+
 def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Module
                        ) -> tuple[dict[str, torch.Tensor], ConversionReport]:
     """Rename an official state dict for ``model``; returns a complete state dict and the report.
@@ -248,14 +287,11 @@ def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Modul
     (``num_batches_tracked`` and frozen sine position embeddings) and reported as ``filled``.
     """
     if source == "vitpose":
-        from slimpose import models
-
-        if not any("vitpose" in name for name in models.MODELS):
-            raise SlimposeInputError("--from vitpose: no ViTPose model in slimpose yet")
-        raise SlimposeInputError("--from vitpose: ViTPose key conversion is not implemented yet")
-    if source not in _PREFIXES:
+        renamed, unplaced = vitpose_keys(sd, model), []
+    elif source not in _PREFIXES:
         raise SlimposeInputError(f"unknown --from {source!r} (choose from {', '.join(SOURCES)})")
-    renamed, unplaced = _rename(sd, source, model)
+    else:
+        renamed, unplaced = _rename(sd, source, model)
     own = model.state_dict()
     report = ConversionReport(unexpected=sorted(unplaced))
     out: dict[str, torch.Tensor] = {}
@@ -310,8 +346,6 @@ def convert_checkpoint(
     """
     from slimpose import models
 
-    if source == "vitpose":
-        convert_state_dict({}, source, nn.Module())
     sd, used = read_official_state_dict(src, key)
     if model_name not in models.MODELS:
         raise SlimposeInputError(

@@ -26,6 +26,7 @@ from slimpose.models.tokenpose import (
     tokenpose_s_v1_simdr,
     tokenpose_s_v2,
 )
+from slimpose.models.vitpose import vitpose_b, vitpose_h, vitpose_l, vitpose_s
 from slimpose.utils.io import SlimposeInputError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -61,6 +62,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "hrnet_w32_simcc": hrnet_w32_simcc,
     "hrnet_w48_simcc": hrnet_w48_simcc,
     "tokenpose_s_v1_simdr": tokenpose_s_v1_simdr,
+    # ViTPose (plain ViT + heatmap decoder; decoder='simple' for the simple one)
+    "vitpose_s": vitpose_s,
+    "vitpose_b": vitpose_b,
+    "vitpose_l": vitpose_l,
+    "vitpose_h": vitpose_h,
 }
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from slimpose.heads.heatmap import HeatmapHead
 from slimpose.models.base import PoseNet
 from slimpose.models.layers import DeconvHead
-from slimpose.models.transformer.blocks import Attention, Mlp
+from slimpose.models.transformer.blocks import Attention, Mlp, init_transformer_
 from slimpose.models.transformer.patch_embed import PatchEmbed
 
 # name -> (embed dim, depth, heads, drop_path_rate) of the official configs
@@ -85,14 +85,7 @@ class ViTPoseBackbone(nn.Module):
         self.blocks = nn.ModuleList(ViTBlock(dim, num_heads, mlp_ratio, rates[i]) for i in range(depth))
         self.last_norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_transformer_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         gw, gh = self.patch_embed.grid_size

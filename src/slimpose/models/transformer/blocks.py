@@ -147,3 +147,16 @@ class TokenBlock(nn.Module):
     def forward_tokens(self, tokens: "Tokens") -> "Tokens":
         """The block on a token set: a plain block keeps every token (pruning blocks override this)."""
         return tokens.with_x(self(tokens.x))
+
+
+def init_transformer_(module: nn.Module) -> None:
+    """The official transformer init (TokenPose, ViT / ViTPose): trunc_normal(0.02) Linear weights, zero
+    biases, LayerNorm (1, 0), for every submodule of ``module`` in order."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -24,7 +24,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
-from slimpose.models.transformer.blocks import TokenBlock, sine_position_embedding
+from slimpose.models.transformer.blocks import TokenBlock, init_transformer_, sine_position_embedding
 from slimpose.models.transformer.patch_embed import FeaturePatchEmbed
 
 PosEmbedding = Literal["sine-full", "sine", "learnable", "none"]
@@ -169,14 +169,7 @@ class TokenTransformer(nn.Module):
 
     def init_weights(self) -> None:
         """Official init: trunc_normal(0.02) Linear weights and tokens, zero biases, LayerNorm (1, 0)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_transformer_(self)
         nn.init.trunc_normal_(self.keypoint_token, std=0.02)
         if self.pos_embedding_type == "learnable":
             nn.init.trunc_normal_(self.pos_embed, std=0.02)

@@ -98,8 +98,12 @@ def test_recipes_as_published():
     for name, factory in RECIPES.items():
         cfg = factory()
         assert isinstance(cfg, TrainConfig), name
-        lr = 2e-3 if name.startswith("litehrnet_") else 1e-3  # the official Lite-HRNet configs: Adam 2e-3
-        assert cfg.optim.name == "adam" and cfg.optim.lr == lr, name
+        if name.startswith("vitpose_"):  # ViTPose: AdamW 5e-4, weight decay 0.1, layer decay, clipping 1.0
+            assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.grad_clip) == \
+                ("adamw", 5e-4, 0.1, 1.0), name
+        else:
+            lr = 2e-3 if name.startswith("litehrnet_") else 1e-3  # the official Lite-HRNet configs: Adam 2e-3
+            assert cfg.optim.name == "adam" and cfg.optim.lr == lr, name
         assert config_from_dict(config_to_dict(cfg)) == cfg, name
     s = RECIPES["tokenpose_s_v1_coco"]()
     assert (s.schedule.epochs, s.schedule.milestones, s.data.batch_size) == (300, (200, 260), 32)
@@ -109,6 +113,10 @@ def test_recipes_as_published():
     assert t.schedule.warmup_iters == 500 and t.data.unbiased_encoding and t.dark
     h = RECIPES["hrnet_w32_coco"]()
     assert (h.schedule.epochs, h.schedule.milestones, h.dark) == (210, (170, 200), False)
+    vit = RECIPES["vitpose_b_coco"]()
+    assert (vit.optim.layer_decay, vit.data.udp, vit.shift_heatmap, vit.data.aug.rotation_factor) == \
+        (0.75, True, False, 40.0)
+    assert [RECIPES[f"vitpose_{s}_coco"]().optim.layer_decay for s in "slh"] == [0.8, 0.8, 0.85]
     lite = RECIPES["litehrnet_18_mpii"]()  # HRNet/Lite-HRNet configs/top_down/lite_hrnet/mpii/
     assert (lite.data.input_size, lite.data.heatmap_size, lite.data.sigma, lite.data.batch_size) == \
         ((256, 256), (64, 64), 2.0, 32)

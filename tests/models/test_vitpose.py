@@ -113,3 +113,29 @@ def test_unknown_keys_are_reported_not_dropped():
     sd["backbone.blocks.0.mlp.experts.0.weight"] = torch.zeros(8, 256)  # a ViTPose++ expert
     _, report = convert_state_dict(sd, "vitpose", create_model("vitpose_s", **TINY))
     assert not report.ok and any("experts.0" in u for u in report.unexpected)
+
+
+def test_layer_decay_groups_follow_the_official_constructor():
+    from slimpose.config import TrainConfig, apply_overrides
+    from slimpose.engine.builders import build_optimizer, layer_decay_groups
+    from slimpose.engine.tasks import TopDownTask
+    from slimpose.utils.io import SlimposeInputError
+
+    model = create_model("vitpose_s", **TINY)  # depth 2: layers 0 (embeddings), 1, 2 (blocks), 3 (the rest)
+    task = TopDownTask(model, default_head(model))
+    names = {id(p): n for n, p in task.named_parameters()}
+    groups = layer_decay_groups(task, lr=1.0, weight_decay=0.1, rate=0.5)
+    where = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert where["model.backbone.patch_embed.proj.weight"] == (0.125, 0.1)  # 0.5 ** (depth + 1)
+    assert where["model.backbone.pos_embed"] == (0.125, 0.0)  # no weight decay for pos_embed
+    assert where["model.backbone.blocks.0.attn.qkv.weight"] == (0.25, 0.1)
+    assert where["model.backbone.blocks.1.mlp.fc1.bias"] == (0.5, 0.0)  # biases: no weight decay
+    assert where["model.backbone.last_norm.weight"] == (1.0, 0.0)
+    assert where["model.keypoint_head.final_layer.weight"] == (1.0, 0.1)
+    assert len(where) == sum(1 for p in task.parameters() if p.requires_grad)
+    cfg = apply_overrides(TrainConfig(), ["optim.name=adamw", "optim.lr=0.1", "optim.layer_decay=0.5"])
+    opt = build_optimizer(cfg, task)
+    assert sorted({g["lr"] for g in opt.param_groups}) == [0.0125, 0.025, 0.05, 0.1]
+    other = create_model("tokenpose_s_v1", depth=1, dim=32, num_heads=2)
+    with pytest.raises(SlimposeInputError, match="layer_decay"):
+        build_optimizer(cfg, TopDownTask(other, default_head(other)))

@@ -222,11 +222,47 @@ def build_topdown_task(cfg: TrainConfig, model: nn.Module | None = None) -> TopD
 
 
 def build_optimizer(cfg: TrainConfig, task: nn.Module) -> torch.optim.Optimizer:
-    """Adam or AdamW over the task's trainable parameters (the model and a trainable head loss)."""
-    params = [p for p in task.parameters() if p.requires_grad]
+    """Adam or AdamW over the task's trainable parameters (the model and a trainable head loss); with
+    ``optim.layer_decay`` the parameter groups of ``layer_decay_groups``."""
     o = cfg.optim
     opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    if o.layer_decay > 0:
+        groups = layer_decay_groups(task, o.lr, o.weight_decay, o.layer_decay)
+        return opt_cls(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    params = [p for p in task.parameters() if p.requires_grad]
     return opt_cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def layer_decay_groups(task: nn.Module, lr: float, weight_decay: float, rate: float) -> list[dict[str, Any]]:
+    """ViTPose's layer-wise rate decay (official ``LayerDecayOptimizerConstructor``) over the trainable
+    parameters of ``task`` (names relative to its ``model``): layer 0 = ``backbone.pos_embed`` /
+    ``backbone.patch_embed``, layer ``i + 1`` = ``backbone.blocks.{i}``, layer ``depth + 1`` = the rest;
+    a group's rate is ``lr * rate ** (depth + 1 - layer)``; 1-D tensors, biases and ``pos_embed`` get no
+    weight decay."""
+    from slimpose.utils.io import SlimposeInputError
+
+    model = getattr(task, "model", task)
+    blocks = getattr(getattr(model, "backbone", None), "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise SlimposeInputError(f"optim.layer_decay: {type(model).__name__} has no ViT backbone.blocks "
+                                 "(layer-wise decay is for ViTPose-style backbones); set optim.layer_decay=0")
+    depth = len(blocks)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, param in task.named_parameters():
+        if not param.requires_grad:
+            continue
+        rel = name[len("model."):] if name.startswith("model.") else name
+        if rel == "backbone.pos_embed" or rel.startswith("backbone.patch_embed."):
+            layer = 0
+        elif rel.startswith("backbone.blocks."):
+            layer = int(rel.split(".")[2]) + 1
+        else:
+            layer = depth + 1
+        decay = not (param.dim() == 1 or rel.endswith(".bias") or "pos_embed" in rel)
+        group = groups.setdefault((layer, decay), {
+            "params": [], "lr": lr * rate ** (depth + 1 - layer), "weight_decay": weight_decay if decay else 0.0})
+        group["params"].append(param)
+    return [groups[k] for k in sorted(groups)]
 
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int) -> WarmupMultiStepLR:

@@ -255,21 +255,64 @@ _VITPOSE_MMPOSE1 = (
 )
 
 
+# Hugging Face transformers ``VitPoseForPoseEstimation`` (its ``convert_vitpose_to_hf.py`` renames the official
+# keys this way; q / k / v are the rows of the official ``qkv``) -> the official / slimpose names
+_VITPOSE_HF = (
+    (re.compile(r"^backbone\.embeddings\.patch_embeddings\.projection\."), "backbone.patch_embed.proj."),
+    (re.compile(r"^backbone\.embeddings\.position_embeddings$"), "backbone.pos_embed"),
+    (re.compile(r"^backbone\.encoder\.layer\.(\d+)\.layernorm_before\."), r"backbone.blocks.\1.norm1."),
+    (re.compile(r"^backbone\.encoder\.layer\.(\d+)\.layernorm_after\."), r"backbone.blocks.\1.norm2."),
+    (re.compile(r"^backbone\.encoder\.layer\.(\d+)\.attention\.output\.dense\."), r"backbone.blocks.\1.attn.proj."),
+    (re.compile(r"^backbone\.encoder\.layer\.(\d+)\.mlp\."), r"backbone.blocks.\1.mlp."),
+    (re.compile(r"^backbone\.layernorm\."), "backbone.last_norm."),
+    (re.compile(r"^head\.deconv([12])\.weight$"), lambda m: f"keypoint_head.deconv_layers.{3 * (int(m.group(1)) - 1)}.weight"),
+    (re.compile(r"^head\.batchnorm([12])\."), lambda m: f"keypoint_head.deconv_layers.{3 * (int(m.group(1)) - 1) + 1}."),
+    (re.compile(r"^head\.conv\."), "keypoint_head.final_layer."),
+)
+_HF_QKV = re.compile(r"^backbone\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+
+
+def _merge_hf_qkv(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF's separate ``query`` / ``key`` / ``value`` of a layer -> one official ``attn.qkv`` (rows q, k, v); a
+    layer missing one of the three keeps its keys (reported as unexpected)."""
+    parts: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        m = _HF_QKV.match(key)
+        if m:
+            parts.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+        else:
+            out[key] = value
+    for (layer, kind), qkv in parts.items():
+        if set(qkv) == {"query", "key", "value"}:
+            out[f"backbone.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([qkv["query"], qkv["key"], qkv["value"]])
+        else:
+            out.update({f"backbone.encoder.layer.{layer}.attention.attention.{n}.{kind}": v for n, v in qkv.items()})
+    return out
+
+
 def vitpose_keys(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tuple[str, torch.Tensor]]:
     """ViTPose checkpoints -> ``{slimpose key: (official key, tensor)}``.
 
     The official mmcv layout (``backbone.{patch_embed.proj, pos_embed, blocks.{i}, last_norm}``,
     ``keypoint_head.*``) is slimpose's. MMPose 1.x (``backbone.layers.{i}.{ln1, attn, ln2, ffn}``,
     ``backbone.ln1``, ``head.*``) is renamed; its ``pos_embed`` (1, N, C) has no class slot (mmpretrain
-    drops it), so a zero slot is put in front: the forward then adds exactly what MMPose 1.x adds.
+    drops it), so a zero slot is put in front: the forward then adds exactly what MMPose 1.x adds. Hugging
+    Face ``VitPoseForPoseEstimation`` (``backbone.embeddings / encoder.layer.{i} / layernorm``, ``head.deconv
+    {1,2} / batchnorm{1,2} / conv``, separate ``query`` / ``key`` / ``value``) is renamed and its q, k, v
+    are stacked into ``qkv``.
     Keys of neither layout (ViTPose++ ``mlp.experts.*``, ...) are kept as they are and so reported as
     unexpected, never dropped.
     """
     out: dict[str, tuple[str, torch.Tensor]] = {}
     own = model.state_dict()
+    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    hf = any(k.startswith(("backbone.embeddings.", "backbone.encoder.layer.")) for k in sd)
+    if hf:
+        sd = _merge_hf_qkv(sd)
     for key, value in sd.items():
-        k = key[len("module."):] if key.startswith("module.") else key
-        for pattern, repl in _VITPOSE_MMPOSE1:
+        k = key
+        for pattern, repl in (_VITPOSE_HF if hf else _VITPOSE_MMPOSE1):
             if pattern.match(k):
                 k = pattern.sub(repl, k)
                 break

@@ -139,3 +139,47 @@ def test_layer_decay_groups_follow_the_official_constructor():
     other = create_model("tokenpose_s_v1", depth=1, dim=32, num_heads=2)
     with pytest.raises(SlimposeInputError, match="layer_decay"):
         build_optimizer(cfg, TopDownTask(other, default_head(other)))
+
+
+def _to_hf(sd, dim):
+    """The official names -> Hugging Face ``VitPoseForPoseEstimation`` (transformers' convert_vitpose_to_hf.py)."""
+    out = {}
+    for k, v in sd.items():
+        k = (k.replace("patch_embed.proj", "embeddings.patch_embeddings.projection")
+             .replace("pos_embed", "embeddings.position_embeddings").replace("blocks", "encoder.layer")
+             .replace("attn.proj", "attention.output.dense").replace("attn", "attention.self")
+             .replace("norm1", "layernorm_before").replace("norm2", "layernorm_after")
+             .replace("last_norm", "layernorm").replace("keypoint_head", "head").replace("final_layer", "conv"))
+        if "self.qkv" in k:
+            for i, name in enumerate(("query", "key", "value")):
+                out[k.replace("self.qkv", f"attention.{name}")] = v[i * dim:(i + 1) * dim]
+            continue
+        m = re.match(r"head\.deconv_layers\.(\d+)\.(.+)", k)
+        if m:
+            layer = int(m.group(1))
+            k = f"head.deconv{layer // 3 + 1}.{m.group(2)}" if layer % 3 == 0 else f"head.batchnorm{layer // 3 + 1}.{m.group(2)}"
+        out[k] = v
+    return out
+
+
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_hugging_face_layout_predicts_the_same(decoder, tmp_path):
+    from safetensors.torch import save_file
+
+    from slimpose.convert import convert_checkpoint
+
+    src = _randomize(create_model("vitpose_s", **TINY, decoder=decoder), seed=3)
+    hf = _to_hf(src.state_dict(), 64)
+    assert "backbone.encoder.layer.0.attention.attention.query.weight" in hf and "head.conv.weight" in hf
+    if decoder == "classic":
+        assert {"head.deconv2.weight", "head.batchnorm1.running_var"} <= set(hf)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in hf.items() if not k.endswith("num_batches_tracked")}, path)
+    report = convert_checkpoint(path, tmp_path / "out.pth", "vitpose", "vitpose_s", overrides={**TINY, "decoder": decoder})
+    assert report.ok, report.format()
+    import slimpose
+
+    loaded = slimpose.load(tmp_path / "out.pth").model.eval()
+    x = torch.randn(1, 3, 256, 192)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), src(x), atol=1e-5)

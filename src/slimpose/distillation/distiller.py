@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -39,27 +39,48 @@ def _first_branch(output: Any) -> torch.Tensor:
     return output
 
 
-@contextlib.contextmanager
-def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Within the block, ``captured[name]`` is the last output of ``model``'s submodule ``name`` (the first
-    branch of a list output). Unknown names raise SlimposeInputError listing what the model has."""
+def resolve_taps(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+    """``name -> submodule`` of ``model`` for the tapped names (in order, without repeats); an unknown name
+    raises SlimposeInputError listing the model's ``feature_stages``."""
     modules = dict(model.named_modules())
     missing = [n for n in names if n not in modules]
     if missing:
         stages = getattr(model, "feature_stages", ())
         raise SlimposeInputError(f"feature distillation: {type(model).__name__} has no submodule "
                                  f"{', '.join(missing)} (its feature_stages: {', '.join(stages) or 'none'})")
+    return {n: modules[n] for n in dict.fromkeys(names)}
+
+
+@contextlib.contextmanager
+def capture_modules(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, ``captured[name]`` is the last output of ``modules[name]`` (the first branch of a
+    list output), recorded by forward hooks that are removed on exit."""
     captured: dict[str, torch.Tensor] = {}
     handles = []
-    for name in dict.fromkeys(names):
+    for name, module in modules.items():
         def hook(_module, _inputs, output, _name=name):
             captured[_name] = _first_branch(output)
-        handles.append(modules[name].register_forward_hook(hook))
+        handles.append(module.register_forward_hook(hook))
     try:
         yield captured
     finally:
         for h in handles:
             h.remove()
+
+
+def capture_outputs(model: nn.Module, names: Sequence[str]) -> contextlib.AbstractContextManager:
+    """``capture_modules`` of ``model``'s submodules ``names`` (see ``resolve_taps``)."""
+    return capture_modules(resolve_taps(model, names))
+
+
+def _tapped(taps: Mapping[str, nn.Module], run: Callable[[torch.Tensor], Any], inputs: torch.Tensor) -> Any:
+    """``run(inputs)`` with the outputs of ``taps`` put in the result's ``stages``."""
+    if not taps:
+        return run(inputs)
+    with capture_modules(taps) as captured:
+        out = run(inputs)
+    out.stages = dict(captured)
+    return out
 
 
 @dataclass
@@ -143,6 +164,10 @@ class Distiller(TopDownTask):
         self.frozen = list(frozen)
         for module in self.frozen:
             freeze_teacher(module)
+        # the tapped submodules, looked up once (plain dicts: not registered again as submodules)
+        self._student_taps = resolve_taps(model, [n for t in self.terms for n in t.student_taps])
+        self._teacher_taps = (resolve_taps(teacher, [n for t in self.terms for n in t.teacher_taps])
+                              if teacher is not None else {})
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """The schedule's factor of the distillation terms for ``epoch`` (0-based) of ``epochs``."""
@@ -164,13 +189,7 @@ class Distiller(TopDownTask):
 
     def run_student(self, inputs: torch.Tensor) -> StudentOutputs:
         """One forward of the student in the form the terms need (with the tapped stage outputs)."""
-        taps = [n for t in self.terms for n in t.student_taps]
-        if not taps:
-            return self._run_student(inputs)
-        with capture_outputs(self.model, taps) as captured:
-            out = self._run_student(inputs)
-        out.stages = dict(captured)
-        return out
+        return _tapped(self._student_taps, self._run_student, inputs)
 
     def _run_student(self, inputs: torch.Tensor) -> StudentOutputs:
         if any(t.needs_cycles for t in self.terms):
@@ -191,13 +210,7 @@ class Distiller(TopDownTask):
             return None
         if self.teacher.training:
             self.teacher.eval()
-        taps = [n for t in self.terms for n in t.teacher_taps]
-        if taps:
-            with capture_outputs(self.teacher, taps) as captured:
-                out = self._run_teacher(inputs)
-            out.stages = dict(captured)
-            return out
-        return self._run_teacher(inputs)
+        return _tapped(self._teacher_taps, self._run_teacher, inputs)
 
     def _run_teacher(self, inputs: torch.Tensor) -> TeacherOutputs:
         if any(t.needs_teacher_features for t in self.terms):

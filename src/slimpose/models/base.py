@@ -45,6 +45,14 @@ class PoseNet(nn.Module):
     def input_spec(self) -> ImageInput:
         return ImageInput(tuple(self.input_size))
 
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise a ValueError naming the expected shape unless ``images`` is (B, 3, h, w) of ``input_size``
+        (for models whose layers fix the input size: token grids, position embeddings, SimCC bins)."""
+        w, h = self.input_size
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2:] != (h, w):
+            raise ValueError(f"expected images (B, 3, {h}, {w}) for input_size (w, h) = {tuple(self.input_size)}, "
+                             f"got {tuple(images.shape)}")
+
     def forward_features(self, images: torch.Tensor) -> Any:
         raise NotImplementedError
 

@@ -57,9 +57,7 @@ class MultiCycleMixin:
 
     def embed(self, images: torch.Tensor) -> Tokens:
         """Images -> input tokens (backbone, patch embedding, keypoint tokens, position)."""
-        check = getattr(self, "_check_images", None)
-        if check is not None:
-            check(images)
+        self.check_images(images)  # PoseNet's
         return self.transformer.embed(self.backbone(images))
 
     def run_cycles(self, tokens: Tokens, num_cycles: int) -> list[Tokens]:

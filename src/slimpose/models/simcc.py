@@ -82,10 +82,7 @@ class SimCCPose(PoseNet):
                                 num_deconv_layers, deconv_channels, deconv_kernel)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        w, h = self.input_size
-        if images.dim() != 4 or images.shape[2:] != (h, w):
-            raise ValueError(f"expected images (B, 3, {h}, {w}) for input_size (w, h) = {self.input_size}, "
-                             f"got {tuple(images.shape)}")
+        self.check_images(images)
         return self.backbone(images)
 
     def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

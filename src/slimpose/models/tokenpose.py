@@ -78,18 +78,10 @@ class TokenPose(PoseNet):
         head_dim = dim * num_stacks if fuse_stacks else dim
         self.head = TokenHeatmapHead(head_dim, self.heatmap_size, hidden_heatmap_dim, apply_multi)
 
-    def _check_images(self, images: torch.Tensor) -> None:
-        w, h = self.input_size
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2:] != (h, w):
-            raise ValueError(
-                f"expected images (B, 3, {h}, {w}) for input_size (w, h) = {self.input_size}, "
-                f"got {tuple(images.shape)}"
-            )
-
     def forward_features(self, images: torch.Tensor) -> TokenFeatures:
         """Final keypoint / visual tokens and the head input (TokenPose-L: the three stacks' keypoint
         tokens concatenated)."""
-        self._check_images(images)
+        self.check_images(images)
         tokens = self.transformer.embed(self.backbone(images))
         if self.fuse_stacks:
             outs = self.transformer.run_stacks(tokens)
@@ -103,7 +95,7 @@ class TokenPose(PoseNet):
 
     def forward_intermediates(self, images: torch.Tensor, indices=None) -> list[torch.Tensor]:
         """Token sequences (B, K + N, D) after the chosen blocks (0-based over all stacks; ``None``: all)."""
-        self._check_images(images)
+        self.check_images(images)
         return self.transformer.forward_intermediates(self.backbone(images), indices)[1]
 
 

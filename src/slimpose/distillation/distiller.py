@@ -92,7 +92,7 @@ class StudentOutputs:
 
     output: Any
     features: Any = None
-    cycles: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    cycles: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] | None = None
     read_cycle: int = 0
     stages: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -195,8 +195,8 @@ class Distiller(TopDownTask):
         if any(t.needs_cycles for t in self.terms):
             cycles = self.model.forward_cycles(inputs)
             read = int(getattr(self.model, "read_cycle", 0))
-            out, kpt, vis = cycles[read]
-            return StudentOutputs(out, TokenFeatures(kpt, vis, kpt), cycles, read)
+            out, kpt, vis, index = cycles[read]
+            return StudentOutputs(out, TokenFeatures(kpt, vis, kpt, index), cycles, read)
         if any(t.needs_features for t in self.terms):
             features = self.model.forward_features(inputs)
             _require_tokens(features, "student", self.model)

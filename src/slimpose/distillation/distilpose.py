@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from slimpose.distillation.distiller import DistillTerm, StudentOutputs, TeacherOutputs
 from slimpose.heads.regression import split_regression_output
 from slimpose.losses.heatmap import per_joint_mse
+from slimpose.models.transformer.pruning import visual_at
 from slimpose.utils.io import SlimposeInputError
 
 
@@ -130,8 +131,10 @@ class TokenTerm(DistillTerm):
 
     def forward(self, student: StudentOutputs, teacher: TeacherOutputs | None, batch: dict[str, Any]) -> torch.Tensor:
         field = f"{self.which}_tokens"
-        return token_distillation_loss(getattr(student.features, field), getattr(teacher.features, field),
-                                       f"{self.which} tokens")
+        t = getattr(teacher.features, field)
+        if self.which == "visual" and student.features.index is not None:  # a pruned student: the teacher's
+            t = visual_at(t, teacher.features.index, student.features.index)  # tokens at the kept positions
+        return token_distillation_loss(getattr(student.features, field), t, f"{self.which} tokens")
 
 
 class SimulatedHeatmapTerm(DistillTerm):

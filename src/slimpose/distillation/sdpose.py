@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpose.distillation.distiller import DistillTerm, StudentOutputs, TeacherOutputs
+from slimpose.models.transformer.pruning import visual_at
 
 
 def cycle_token_distillation(tokens: Sequence[torch.Tensor], detach_teacher: bool = False) -> torch.Tensor:
@@ -51,8 +52,7 @@ class CycleTaskTerm(DistillTerm):
         object.__setattr__(self, "head", head)  # the distiller's own head, not a second copy in the tree
 
     def forward(self, student: StudentOutputs, teacher: TeacherOutputs | None, batch: dict[str, Any]) -> torch.Tensor:
-        losses = [self.head.loss(out, batch)[0] for i, (out, _, _) in enumerate(student.cycles)
-                  if i != student.read_cycle]
+        losses = [self.head.loss(c[0], batch)[0] for i, c in enumerate(student.cycles) if i != student.read_cycle]
         return sum(losses, student.cycles[0][0].new_zeros(()))
 
 
@@ -71,7 +71,13 @@ class CycleTokenTerm(DistillTerm):
         self.detach_teacher = detach_teacher
 
     def forward(self, student: StudentOutputs, teacher: TeacherOutputs | None, batch: dict[str, Any]) -> torch.Tensor:
-        return cycle_token_distillation([c[self.slot] for c in student.cycles], self.detach_teacher)
+        cycles = student.cycles
+        if self.slot == 2 and any(c[3] is not None for c in cycles):
+            # pruned visual tokens: cycle i is compared on the grid positions cycle i + 1 kept
+            return sum((cycle_token_distillation([visual_at(c[2], c[3], n[3]), n[2]], self.detach_teacher)
+                        for c, n in zip(cycles[:-1], cycles[1:])), cycles[0][2].new_zeros(()))
+        tokens = [c[self.slot] for c in cycles]
+        return cycle_token_distillation(tokens, self.detach_teacher)
 
 
 def sdpose_terms(section: Any, head: nn.Module) -> list[DistillTerm]:

@@ -97,6 +97,7 @@ def check_teacher_compatibility(student: nn.Module, teacher: nn.Module, need_tok
     grid differ. Returns the teacher's output shape (without the batch) and the token shapes.
     """
     from slimpose.models.base import TokenFeatures
+    from slimpose.models.transformer.pruning import visual_at
 
     dev = next(iter(p for p in student.parameters()), torch.zeros(())).device
     x = torch.zeros(student.input_spec.shape(1), device=dev)
@@ -120,8 +121,15 @@ def check_teacher_compatibility(student: nn.Module, teacher: nn.Module, need_tok
         if not isinstance(feats, TokenFeatures):
             raise SlimposeInputError(f"distillation: the {who} {type(model).__name__} has no tokens; L_KT/L_VT "
                                      "need two token models (switch them off: kt=0, vt=0)")
+    t_visual = t_feat.visual_tokens
+    if s_feat.index is not None and t_visual.shape[-1] == s_feat.visual_tokens.shape[-1]:
+        try:  # a pruned student is compared with the teacher's tokens at the positions it kept
+            t_visual = visual_at(t_visual, t_feat.index, s_feat.index)
+        except (ValueError, RuntimeError) as e:
+            raise SlimposeInputError(f"distillation: the teacher's token grid does not hold the pruned student's "
+                                     f"token positions ({e})") from None
     for name, s, t in (("keypoint tokens", s_feat.keypoint_tokens, t_feat.keypoint_tokens),
-                       ("visual tokens", s_feat.visual_tokens, t_feat.visual_tokens)):
+                       ("visual tokens", s_feat.visual_tokens, t_visual)):
         if s.shape != t.shape:
             raise SlimposeInputError(
                 f"distillation: student {name} {tuple(s.shape)} vs teacher {tuple(t.shape)}: the teacher must "

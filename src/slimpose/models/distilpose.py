@@ -29,7 +29,7 @@ from slimpose.heads.regression import RegressionHead, check_score_source
 from slimpose.models._factory import backbone_feature_size, pop_backbone, pop_stem_backbone
 from slimpose.models.base import PoseNet, TokenFeatures
 from slimpose.models.head_layers import REGRESSION_OUT_DIM, RegressionTokenHead, activate_regression_output
-from slimpose.models.transformer import TokenTransformer
+from slimpose.models.transformer import TokenPruning, TokenTransformer
 
 
 class DistilPose(PoseNet):
@@ -40,6 +40,7 @@ class DistilPose(PoseNet):
         input_size: ``(w, h)`` of the input crop.
         patch_size: ``(ph, pw)`` on the feature map, height first (official ``[4, 3]``).
         score_source: ``"confidence"`` or ``"constant"`` (see the module doc).
+        pruning: PPT token pruning of the TDE (``TokenPruning`` or a dict, see ``TokenTransformer``).
     """
 
     head_class = RegressionHead
@@ -57,6 +58,7 @@ class DistilPose(PoseNet):
         pos_embedding: str = "sine-full",
         scale_with_head: bool = True,
         score_source: str = "confidence",
+        pruning: TokenPruning | dict | None = None,
     ):
         super().__init__()
         feature_size = backbone_feature_size(backbone, input_size, "DistilPose")
@@ -76,6 +78,7 @@ class DistilPose(PoseNet):
             mlp_ratio=mlp_ratio,
             pos_embedding=pos_embedding,
             scale_with_head=scale_with_head,
+            pruning=pruning,
         )
         self.head = RegressionTokenHead(dim)
 
@@ -103,6 +106,7 @@ class DeepPose(PoseNet):
         num_keypoints: int = 17,
         input_size: tuple[int, int] = (192, 256),
         score_source: str = "confidence",
+        pruning: TokenPruning | dict | None = None,
     ):
         super().__init__()
         check_score_source(score_source)

@@ -38,7 +38,7 @@ from slimpose.models.layers import Bottleneck, init_normal_, make_res_layer
 from slimpose.models.tokenpose import TokenPose
 from slimpose.models.transformer import Tokens
 
-CycleOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+CycleOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, 'torch.Tensor | None']  # out, kpt, visual, grid index
 
 
 def _check_cycles(num_cycles: int, read_cycle: int) -> None:
@@ -75,9 +75,10 @@ class MultiCycleMixin:
         return outs
 
     def forward_cycles(self, images: torch.Tensor, num_cycles: int | None = None) -> list[CycleOutput]:
-        """``[(output, keypoint_tokens, visual_tokens)]`` for cycles 1..``num_cycles`` (default: all)."""
+        """``[(output, keypoint_tokens, visual_tokens, index)]`` for cycles 1..``num_cycles`` (default: all);
+        ``index`` (B, N) is the grid position of every visual token (``None``: all, unpruned)."""
         n = self.num_cycles if num_cycles is None else int(num_cycles)
-        return [(self.head(t.prefix), t.prefix, t.visual) for t in self.run_cycles(self.embed(images), n)]
+        return [(self.head(t.prefix), t.prefix, t.visual, t.index) for t in self.run_cycles(self.embed(images), n)]
 
     def forward_features(self, images: torch.Tensor) -> TokenFeatures:
         """Tokens of the read cycle (only the cycles up to it are run): the inference path, one

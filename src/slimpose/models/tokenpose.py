@@ -18,7 +18,7 @@ from slimpose.models.base import PoseNet, TokenFeatures
 from slimpose.heads.simcc import SimCCHead
 from slimpose.models.head_layers import TokenHeatmapHead, TokenSimCCHead
 from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
-from slimpose.models.transformer import PosEmbedding, TokenTransformer
+from slimpose.models.transformer import PosEmbedding, TokenPruning, TokenTransformer
 
 
 class TokenPose(PoseNet):
@@ -30,6 +30,7 @@ class TokenPose(PoseNet):
         input_size: ``(w, h)`` of the input crops; heatmaps and features are ``input_size / stride``.
         patch_size: ``(ph, pw)`` patch of the feature map, height first.
         fuse_stacks: TokenPose-L keypoint-token fusion (head input ``dim * num_stacks``).
+        pruning: PPT token pruning (``TokenPruning`` or ``{'layers': [3, 6, 9], 'keep_ratio': 0.7}``).
         Remaining arguments go to ``TokenTransformer`` / ``TokenHeatmapHead``.
     """
 
@@ -53,6 +54,7 @@ class TokenPose(PoseNet):
         apply_multi: bool = True,
         dropout: float = 0.0,
         emb_dropout: float = 0.0,
+        pruning: TokenPruning | dict | None = None,
     ):
         super().__init__()
         self.heatmap_size = backbone_feature_size(backbone, input_size, type(self).__name__)
@@ -74,6 +76,7 @@ class TokenPose(PoseNet):
             num_stacks=num_stacks,
             dropout=dropout,
             emb_dropout=emb_dropout,
+            pruning=pruning,
         )
         head_dim = dim * num_stacks if fuse_stacks else dim
         self.head = TokenHeatmapHead(head_dim, self.heatmap_size, hidden_heatmap_dim, apply_multi)
@@ -190,3 +193,23 @@ def distilpose_teacher(
     cfg = dict(patch_size=(4, 3), dim=192, depth=12, num_heads=8, scale_with_head=True)
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+# PPT (Ma et al., ECCV 2022; HowieMa/PPT): TokenPose with keypoint-attention token pruning at blocks 3, 6, 9
+PPT_PRUNING = {"layers": (3, 6, 9), "keep_ratio": 0.7}
+
+
+def ppt_s_v1(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> TokenPose:
+    """PPT-S: TokenPose-S-v1 keeping ``ceil(0.7 N)`` visual tokens at blocks 3, 6 and 9 (256 -> 180 -> 126 -> 89).
+
+    Published 6.6M / 2.0 GFLOPs, 72.2 AP COCO val (``ppt_s_256x192_ratio07.pth``). Same weights as
+    ``tokenpose_s_v1``; ``pruning={'layers': [...], 'keep_ratio': r}`` changes the schedule.
+    """
+    overrides.setdefault("pruning", dict(PPT_PRUNING))
+    return tokenpose_s_v1(num_keypoints, input_size, **overrides)
+
+
+def ppt_b(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> TokenPose:
+    """PPT-B: TokenPose-B (HRNet-W32 stages 1-3) with the PPT schedule. Published 13.5M / 5.6 GFLOPs, 74.4 AP."""
+    overrides.setdefault("pruning", dict(PPT_PRUNING))
+    return tokenpose_b(num_keypoints, input_size, **overrides)

@@ -87,14 +87,28 @@ class ViTPoseBackbone(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         init_transformer_(self)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> patch tokens (B, N, C) with their position embedding (the class slot folded in)."""
+        return self.patch_embed(images) + self.pos_embed[:, 1:] + self.pos_embed[:, :1]
+
+    def to_map(self, patches: torch.Tensor) -> torch.Tensor:
+        """Final patch tokens (B, N, C) in grid order -> ``last_norm`` -> the (B, C, gh, gw) feature map."""
         gw, gh = self.patch_embed.grid_size
-        x = self.patch_embed(images)
-        x = x + self.pos_embed[:, 1:] + self.pos_embed[:, :1]  # the official forward: the class slot folded in
+        x = self.last_norm(patches)
+        return x.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+
+    def forward(self, images: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Feature map of ``images``; ``prefix`` (B or 1, P, C) tokens (e.g. a knowledge token, ViTPose Sec. 3.4)
+        are put before the patch tokens, take part in every block (no position embedding) and are dropped at
+        the end."""
+        x = self.embed(images)
+        p = 0
+        if prefix is not None:
+            p = prefix.shape[1]
+            x = torch.cat((prefix.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
         for block in self.blocks:
             x = block(x)
-        x = self.last_norm(x)
-        return x.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+        return self.to_map(x[:, p:])
 
 
 class SimpleDecoder(nn.Module):

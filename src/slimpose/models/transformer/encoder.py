@@ -26,6 +26,7 @@ from torch import nn
 
 from slimpose.models.transformer.blocks import TokenBlock, init_transformer_, sine_position_embedding
 from slimpose.models.transformer.patch_embed import FeaturePatchEmbed
+from slimpose.models.transformer.pruning import PruningTokenBlock, TokenPruning, as_pruning
 
 PosEmbedding = Literal["sine-full", "sine", "learnable", "none"]
 POS_EMBEDDINGS = ("sine-full", "sine", "learnable", "none")
@@ -74,7 +75,7 @@ class Tokens:
 class TokenStack(nn.Module):
     """Blocks run one after another; with ``pos`` the visual tokens get it again before every block
     ``idx > 0`` (official ``all_attn``). ``block_fn(dim, num_heads, mlp_ratio, scale_with_head, drop)``
-    builds a block (``TokenBlock``; a pruning block class plugs in here)."""
+    builds a block (``TokenBlock``); ``prune`` ``{layer: keep_ratio}`` puts a ``PruningTokenBlock`` there."""
 
     def __init__(
         self,
@@ -85,10 +86,13 @@ class TokenStack(nn.Module):
         scale_with_head: bool = True,
         drop: float = 0.0,
         block_fn: Callable[..., nn.Module] = TokenBlock,
+        prune: dict[int, float] | None = None,
     ):
         super().__init__()
+        prune = prune or {}
         self.layers = nn.ModuleList(
-            [block_fn(dim, num_heads, mlp_ratio, scale_with_head, drop) for _ in range(depth)]
+            [PruningTokenBlock(dim, num_heads, mlp_ratio, scale_with_head, drop, keep_ratio=prune[i]) if i in prune
+             else block_fn(dim, num_heads, mlp_ratio, scale_with_head, drop) for i in range(depth)]
         )
 
     def forward(self, tokens: Tokens, pos: torch.Tensor | None = None,
@@ -115,6 +119,8 @@ class TokenTransformer(nn.Module):
         scale_with_head: attention scale ``head_dim**-0.5`` (True) or ``dim**-0.5`` (TokenPose-S).
         num_stacks: independent stacks run one after another (TokenPose-L uses 3 stacks of 8).
         block_fn: the block class of every stack (``TokenBlock``).
+        pruning: PPT token pruning (``TokenPruning``: layers, 0-based over all stacks, and keep ratio);
+            ``None`` prunes nothing. A model built with pruning loads the unpruned model's weights.
 
     ``embed(features) -> Tokens``, ``run(tokens) -> Tokens`` (all stacks), ``run_stacks`` (the tokens after
     each stack), ``forward_intermediates`` (chosen block outputs); ``forward(features)`` = ``run(embed(...))``.
@@ -136,6 +142,7 @@ class TokenTransformer(nn.Module):
         dropout: float = 0.0,
         emb_dropout: float = 0.0,
         block_fn: Callable[..., nn.Module] = TokenBlock,
+        pruning: TokenPruning | None = None,
     ):
         super().__init__()
         if pos_embedding not in POS_EMBEDDINGS:
@@ -161,9 +168,14 @@ class TokenTransformer(nn.Module):
         else:
             self.pos_embed = None
         self.emb_drop = nn.Dropout(emb_dropout)
+        self.pruning = pruning = as_pruning(pruning)
+        if pruning is not None and pruning.layers and max(pruning.layers) >= depth * num_stacks:
+            raise ValueError(f"pruning layer {max(pruning.layers)} is past the last of {depth * num_stacks} blocks")
+        prune = {} if pruning is None else {i: pruning.keep_ratio for i in pruning.layers}
         self.stacks = nn.ModuleList(
-            [TokenStack(dim, depth, num_heads, mlp_ratio, scale_with_head, dropout, block_fn)
-             for _ in range(num_stacks)]
+            [TokenStack(dim, depth, num_heads, mlp_ratio, scale_with_head, dropout, block_fn,
+                        {i - s * depth: r for i, r in prune.items() if s * depth <= i < (s + 1) * depth})
+             for s in range(num_stacks)]
         )
         self.init_weights()
 

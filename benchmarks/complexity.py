@@ -50,6 +50,8 @@ PUBLISHED: dict[str, list[tuple[float | None, float | None, str]]] = {
     "sdpose_s_v2": [(6.2, 4.7, "SDPose")],
     "sdpose_b": [(13.2, 5.2, "SDPose")],
     "sdpose_reg": [(5.4, 2.4, "SDPose T2")],
+    "ppt_s_v1": [(6.6, 2.0, "PPT (GTPT README)")],
+    "ppt_b": [(13.5, 5.6, "PPT (GTPT README)")],
 }
 
 

@@ -152,7 +152,7 @@ def test_distilpose_student_mmcv_checkpoint_cli(tmp_path, capsys):
 
 
 
-@pytest.mark.parametrize("variant", ["tokenpose_b", "tokenpose_l", "ppt", "teacher", "sdpose"])
+@pytest.mark.parametrize("variant", ["tokenpose_b", "tokenpose_l", "ppt", "ppt_s_pruned", "teacher", "sdpose"])
 def test_other_layouts_roundtrip(variant):
     x = torch.randn(1, 3, 64, 48, generator=torch.Generator().manual_seed(4))
 
@@ -163,6 +163,8 @@ def test_other_layouts_roundtrip(variant):
         if variant == "sdpose":
             sdpose = pytest.importorskip("slimpose.models.sdpose")
             return sdpose.sdpose_s_v1(**kw)
+        if variant == "ppt_s_pruned":  # a PPT checkpoint into ppt_s_v1, pruning on (16 -> 8 tokens)
+            return create_model("ppt_s_v1", **kw, pruning={"layers": [0], "keep_ratio": 0.5})
         return create_model("tokenpose_b", **kw)
 
     torch.manual_seed(0)
@@ -177,7 +179,7 @@ def test_other_layouts_roundtrip(variant):
         keep = ("pre_feature.", "transformer.")
         o = {(k if k.startswith(keep) else "transformer." + k): v for k, v in o.items()}
         assert "transformer.transformer3.layers.0.1.fn.fn.net.3.weight" in o
-    elif variant == "ppt":
+    elif variant in ("ppt", "ppt_s_pruned"):
         o, source = to_official(sd, "features.", "features.", layer=PPT_LAYER), "ppt"
         assert "features.transformer.layers.0.0.fn.to_qkv.weight" in o
     elif variant == "teacher":

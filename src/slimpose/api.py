@@ -242,7 +242,12 @@ class PoseModel:
                                      f"{', '.join(CONFIG_KWARGS)}; {', '.join(MODEL_KWARGS)}, device)")
         sd, meta = read_weights(checkpoint)
         cfg = checkpoint_config(meta, where, {k: kwargs.pop(k) for k in list(kwargs) if k in CONFIG_KWARGS})
-        model = build_model(cfg, load_pretrained=False)
+        if cfg.knowledge_token is not None:  # a ViTPose with its knowledge token (distillation.knowledge_token)
+            from slimpose.distillation.knowledge_token import build_token_model
+
+            model, _ = build_token_model(cfg, load_pretrained=False)
+        else:
+            model = build_model(cfg, load_pretrained=False)
         try:
             load_model_weights(model, {"model": sd}, strict=True)
         except RuntimeError as e:  # shape mismatches

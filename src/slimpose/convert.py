@@ -18,6 +18,18 @@ Key tables (see docs/architecture.md and the official code):
   ``head.{final_layer,mlp_head_x,mlp_head_y}`` keys as they are.
 * ViTPose (ViTAE-Transformer/ViTPose mmcv ``state_dict``: ``backbone.*``, ``keypoint_head.*``, slimpose's own
   names) and MMPose 1.x ViTPose (``backbone.layers.{i}.ln1 ...``, ``head.*``): ``vitpose_keys``.
+* ViTPose++ (same repository, ``slimpose.models.vitpose_plus``): a raw checkpoint (``mlp.fc2`` [C - P, 4C],
+  ``mlp.experts.{k}`` [P, 4C], ``keypoint_head.*``, ``associate_keypoint_heads.{0..4}.*``) has slimpose's
+  names and loads strictly into ``vitpose_plus_*``. ``convert_checkpoint(dataset=k)`` (``--dataset K``)
+  first splits it as ``tools/model_split.py`` does (fc2 rows, then expert k; data set k's head as
+  ``keypoint_head``) into a plain ``vitpose_*``; the other experts and heads are listed in
+  ``report.ignored``. The official split files (``coco.pth``, ``aic.pth``, ...) hold the full ``fc2``
+  [C, 4C] but, depending on the script's version, still carry the ``mlp.experts.*`` copies and the
+  ``associate_keypoint_heads.*``. Such a file is recognised (every ``fc2`` fits the plain model and ends
+  with the rows of the same ``experts.{k}``) and those keys are listed in ``report.ignored`` (printed, not an
+  error: redundant copies and other data sets' heads) instead of failing as unexpected; experts that fc2
+  does not end with stay unexpected. A raw file into a plain model fails, with a hint to use
+  ``vitpose_plus_*`` or ``--dataset``.
 
 Inside a token transformer: ``layers.{i}.0.fn.norm`` -> ``norm1``, ``.0.fn.fn.to_qkv`` -> ``attn.qkv``,
 ``.0.fn.fn.to_out.0`` -> ``attn.proj``, ``.1.fn.norm`` -> ``norm2``, ``.1.fn.fn.net.0`` -> ``mlp.fc1``,
@@ -113,6 +125,7 @@ class ConversionReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)  # deterministic tensors taken from the model
+    ignored: list[str] = field(default_factory=list)  # official keys deliberately not loaded (with why)
     source_key: str = ""
 
     @property
@@ -135,12 +148,13 @@ class ConversionReport:
         block("shape mismatch (slimpose key <- official key: model shape vs file shape)",
               [f"{k} <- {o}: {tuple(a)} vs {tuple(b)}" for k, o, a, b in self.mismatched])
         block("filled from the model (deterministic: BN counters, sine position embeddings)", self.filled)
+        block("ignored (ViTPose++ tensors not needed by this model)", self.ignored)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"converted": self.converted, "missing": self.missing, "unexpected": self.unexpected,
                 "mismatched": [[k, o, list(a), list(b)] for k, o, a, b in self.mismatched],
-                "filled": self.filled, "source_key": self.source_key, "ok": self.ok}
+                "filled": self.filled, "ignored": self.ignored, "source_key": self.source_key, "ok": self.ok}
 
 
 def read_official_state_dict(
@@ -301,8 +315,9 @@ def vitpose_keys(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tup
     Face ``VitPoseForPoseEstimation`` (``backbone.embeddings / encoder.layer.{i} / layernorm``, ``head.deconv
     {1,2} / batchnorm{1,2} / conv``, separate ``query`` / ``key`` / ``value``) is renamed and its q, k, v
     are stacked into ``qkv``.
-    Keys of neither layout (ViTPose++ ``mlp.experts.*``, ...) are kept as they are and so reported as
-    unexpected, never dropped.
+    Keys of neither layout (ViTPose++ ``mlp.experts.*``, ...) are kept as they are: ``vitpose_plus_*`` has them;
+    for a plain model they are unexpected, or, left in an official split file, "ignored" (reported) by
+    ``convert_state_dict``; never dropped silently.
     """
     out: dict[str, tuple[str, torch.Tensor]] = {}
     own = model.state_dict()
@@ -322,6 +337,37 @@ def vitpose_keys(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tup
     return out
 
 
+def _ends_with(full: torch.Tensor | None, part: torch.Tensor | None) -> bool:
+    """``full``'s last rows are exactly ``part``."""
+    return (full is not None and part is not None and full.shape[1:] == part.shape[1:]
+            and full.shape[0] > part.shape[0] and torch.equal(full[-part.shape[0]:], part))
+
+
+def _vitpose_split_leftovers(renamed: dict[str, tuple[str, torch.Tensor]], own: dict[str, torch.Tensor]) -> list[str]:
+    """An official ViTPose++ split file (``tools/model_split.py``) into a plain ViTPose: when every ``fc2`` has the
+    model's shape and ends with the same ``experts.{k}`` (weight and bias) in every block, i.e. the file is
+    ``cat([fc2, expert k])``, its ``mlp.experts.*`` and ``associate_keypoint_heads.*`` keys are taken out of
+    ``renamed`` and returned as "ignored" lines; otherwise nothing is touched (they stay unexpected)."""
+    extra = [k for k in renamed if k not in own and (".mlp.experts." in k or k.startswith("associate_keypoint_heads."))]
+    t = {key: value for key, (_, value) in renamed.items()}
+    blocks = [key[: -len("fc2.weight")] for key in t if key.endswith(".mlp.fc2.weight")]
+    fits = all(b + "fc2.weight" in own and t[b + "fc2.weight"].shape == own[b + "fc2.weight"].shape for b in blocks)
+    if not extra or not blocks or not fits:
+        return []
+    common: set[int] | None = None
+    for b in blocks:
+        found = {int(m.group(1)) for key in t if (m := re.fullmatch(re.escape(b) + r"experts\.(\d+)\.weight", key))}
+        found = {e for e in found if all(_ends_with(t.get(f"{b}fc2.{n}"), t.get(f"{b}experts.{e}.{n}"))
+                                         for n in ("weight", "bias"))}
+        common = found if common is None else common & found
+    if not common:
+        return []
+    k = "/".join(map(str, sorted(common)))  # several only if those experts are identical (e.g. untrained)
+    why = {True: f"expert copy, fc2 already ends with expert {k}", False: "another data set's head"}
+    return [f"{renamed.pop(key)[0]} (ViTPose++ split file of data set {k}: {why['.mlp.experts.' in key]})"
+            for key in extra]
+
+
 def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Module
                        ) -> tuple[dict[str, torch.Tensor], ConversionReport]:
     """Rename an official state dict for ``model``; returns a complete state dict and the report.
@@ -329,14 +375,16 @@ def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Modul
     Tensors the file does not hold are taken from ``model`` only when they are deterministic
     (``num_batches_tracked`` and frozen sine position embeddings) and reported as ``filled``.
     """
+    ignored: list[str] = []
     if source == "vitpose":
         renamed, unplaced = vitpose_keys(sd, model), []
+        ignored = _vitpose_split_leftovers(renamed, model.state_dict())
     elif source not in _PREFIXES:
         raise SlimposeInputError(f"unknown --from {source!r} (choose from {', '.join(SOURCES)})")
     else:
         renamed, unplaced = _rename(sd, source, model)
     own = model.state_dict()
-    report = ConversionReport(unexpected=sorted(unplaced))
+    report = ConversionReport(unexpected=sorted(unplaced), ignored=ignored)
     out: dict[str, torch.Tensor] = {}
     for key, (official, value) in renamed.items():
         if key not in own:
@@ -364,9 +412,38 @@ def _infer_num_keypoints(sd: dict[str, torch.Tensor]) -> int | None:
         if key.endswith("keypoint_token") and value.dim() == 3:
             return int(value.shape[1])
     for key, value in sd.items():
-        if key.endswith("final_layer.weight") and value.dim() == 4:
+        if key.endswith("final_layer.weight") and value.dim() == 4 and not key.startswith("associate_keypoint_heads."):
             return int(value.shape[0])
     return None
+
+
+def _split_vitpose_plus(sd: dict[str, torch.Tensor], source: str, dataset: int | str
+                        ) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """``--dataset``: a raw ViTPose++ state dict -> the plain ViTPose one of ``dataset`` (an index or an official
+    name), that data set's name and the "ignored" lines for the other experts and heads."""
+    from slimpose.models.vitpose_plus import VITPOSE_PLUS_DATASETS, split_state_dict
+
+    if source != "vitpose":
+        raise SlimposeInputError(f"--dataset splits a ViTPose++ checkpoint: use it with --from vitpose, not {source!r}")
+    experts = {int(m.group(1)) for k in sd if (m := re.search(r"\.mlp\.experts\.(\d+)\.", k))}
+    if not experts:
+        raise SlimposeInputError("--dataset: the file has no ViTPose++ experts (mlp.experts.*): not a raw ViTPose++ "
+                                 "checkpoint")
+    names = [name for name, _ in VITPOSE_PLUS_DATASETS][:len(experts)]
+    text = str(dataset)
+    k = int(text) if text.isdigit() else (names.index(text) if text in names else -1)
+    if not 0 <= k < len(experts):
+        raise SlimposeInputError(f"--dataset {dataset!r}: the file has {len(experts)} experts "
+                                 f"(0..{len(experts) - 1}: {', '.join(names)})")
+    if k > 0 and not any(key.startswith(f"associate_keypoint_heads.{k - 1}.") for key in sd):
+        raise SlimposeInputError(f"--dataset {dataset!r}: the file has no head for data set {k} "
+                                 f"(associate_keypoint_heads.{k - 1}.*)")
+    try:
+        out, left = split_state_dict(sd, k)
+    except KeyError as e:
+        raise SlimposeInputError(f"--dataset {dataset!r}: {e.args[0]}") from None
+    name = names[k] if k < len(names) else str(k)
+    return out, name, [f"{key} (--dataset {k}: another data set's expert or head)" for key in left]
 
 
 def convert_checkpoint(
@@ -379,13 +456,15 @@ def convert_checkpoint(
     overrides: dict[str, Any] | None = None,
     allow_partial: bool = False,
     key: str | None = None,
+    dataset: int | str | None = None,
 ) -> ConversionReport:
     """Convert ``src`` (an official file) for slimpose model ``model_name`` and write ``dst``.
 
     ``dst`` ending in ``.safetensors`` is written with metadata (``export_safetensors``), anything else as
     a slimpose ``.pth`` checkpoint. Without ``allow_partial`` any missing / unexpected / mismatched key
     raises a SlimposeInputError (after which nothing is written); the report is returned either way
-    through ``err.report`` on the exception.
+    through ``err.report`` on the exception. ``dataset`` (an index or ``coco``, ``aic``, ...): split a raw
+    ViTPose++ checkpoint into the plain ViTPose of that data set first (see the module docstring).
     """
     from slimpose import models
 
@@ -393,30 +472,51 @@ def convert_checkpoint(
     if model_name not in models.MODELS:
         raise SlimposeInputError(
             f"--model {model_name!r} is not a slimpose model ({', '.join(sorted(models.MODELS))})")
-    k = num_keypoints or _infer_num_keypoints(sd) or 17
+    split_name, ignored = None, []
+    if dataset is not None:
+        if models.MODELS[model_name].__module__ == "slimpose.models.vitpose_plus":
+            raise SlimposeInputError(f"--dataset writes a plain ViTPose (--model vitpose_s/b/l/h), not "
+                                     f"{model_name!r}; a vitpose_plus_* model keeps every data set (route it with "
+                                     "--set dataset_index=K)")
+        sd, split_name, ignored = _split_vitpose_plus(sd, source, dataset)
     kwargs = dict(overrides or {})
+    # a ViTPose++ model routed by ``--set dataset_index=K`` takes its keypoint count from data set K
+    k = num_keypoints or (None if "dataset_index" in kwargs else _infer_num_keypoints(sd) or 17)
     try:
         model = models.create_model(model_name, num_keypoints=k, input_size=tuple(input_size), **kwargs)
     except (TypeError, ValueError) as e:
         raise SlimposeInputError(f"cannot build {model_name!r} with {kwargs}: {e}") from None
+    k = int(model.num_keypoints) if k is None else k
     state, report = convert_state_dict(sd, source, model)
     report.source_key = used
+    report.ignored[:0] = ignored
     if not report.ok and not allow_partial:
+        hint = ""
+        if any(".mlp.experts." in u for u in report.unexpected) and not hasattr(model, "datasets"):
+            hint = ("\n(a raw ViTPose++ checkpoint: convert it into a vitpose_plus_* model, or pass --dataset K "
+                    "for the plain ViTPose of data set K)" if any(".mlp.fc2." in m[0] for m in report.mismatched) else
+                    "\n(ViTPose++ experts, but fc2 does not end with any of them: not an official split file)")
         err = SlimposeInputError(
-            f"{src}: the {source} checkpoint does not fit {model_name!r}:\n{report.format()}\n"
+            f"{src}: the {source} checkpoint does not fit {model_name!r}:\n{report.format()}{hint}\n"
             "(use --allow-partial to write it anyway)")
         err.report = report  # type: ignore[attr-defined]
         raise err
     model.load_state_dict(state, strict=not allow_partial)
-    from slimpose.data.catalog import dataset_for_num_keypoints
+    from slimpose.data.catalog import CATALOG, dataset_for_num_keypoints
+
+    routed = getattr(model, "datasets", None)  # ViTPose++: the routed data set's name
+    name = split_name or (routed[model.dataset_index][0] if routed else None)
 
     w, h = int(input_size[0]), int(input_size[1])
     # the official test settings are the config defaults (flip test, DARK for heatmaps, rescoring thr 0.2)
     config: dict[str, Any] = {
         "model": {"name": model_name, "overrides": {**kwargs, "num_keypoints": k}},
-        "data": {"dataset": dataset_for_num_keypoints(k), "input_size": [w, h]},
+        "data": {"dataset": name if name in CATALOG else dataset_for_num_keypoints(k), "input_size": [w, h]},
         "flip_test": True,
     }
+    if source == "vitpose":  # the official ViTPose test: UDP crops and decoding, no heatmap shift, no DARK
+        config["data"]["udp"] = True
+        config.update(shift_heatmap=False, dark=False)
     ckpt = {
         "model": model.state_dict(),
         "model_name": model_name,

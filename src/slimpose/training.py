@@ -14,7 +14,8 @@ from slimpose.engine.trainer import build_trainer
 
 
 def uses_distiller(cfg: TrainConfig) -> bool:
-    return cfg.distill is not None or cfg.sdpose is not None or cfg.multikd is not None
+    return (cfg.distill is not None or cfg.sdpose is not None or cfg.multikd is not None
+            or cfg.knowledge_token is not None)
 
 
 def build_task(cfg: TrainConfig, teacher: nn.Module | None = None) -> nn.Module:

@@ -90,7 +90,7 @@ def main(path: Path = OUT) -> None:
                 summary(f"{name}/kpt", features.keypoint_tokens, store)
                 summary(f"{name}/vis", features.visual_tokens, store)
             if hasattr(model, "forward_cycles"):
-                for i, (o, _, _) in enumerate(model.forward_cycles(x)):
+                for i, (o, *_) in enumerate(model.forward_cycles(x)):
                     summary(f"{name}/cycle{i}", o, store)
     for k, v in task_losses().items():
         store[k] = np.array(v)

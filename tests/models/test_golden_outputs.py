@@ -79,7 +79,7 @@ def test_factory_output_unchanged(name):
         if cycles:
             outs = model.forward_cycles(X)
             assert len(outs) == len(cycles)
-            for i, (o, _, _) in enumerate(outs):
+            for i, (o, *_) in enumerate(outs):  # (output, keypoint tokens, visual tokens, grid index)
                 _check_summary(f"{name}/cycle{i}", o)
 
 

@@ -179,7 +179,9 @@ def test_hugging_face_layout_predicts_the_same(decoder, tmp_path):
     assert report.ok, report.format()
     import slimpose
 
-    loaded = slimpose.load(tmp_path / "out.pth").model.eval()
+    pm = slimpose.load(tmp_path / "out.pth")
+    assert pm.udp  # the official ViTPose test settings travel with the converted file
+    loaded = pm.model.eval()
     x = torch.randn(1, 3, 256, 192)
     with torch.no_grad():
         assert torch.allclose(loaded(x), src(x), atol=1e-5)

@@ -2,7 +2,8 @@
 
 Renames an official checkpoint (mmcv ``{'state_dict': ...}``, TokenPose ``checkpoint.pth``, raw state dicts,
 ``module.`` prefixes) into a slimpose model, loads it strictly and prints a report of missing, unexpected
-and shape-mismatched keys; exits with status 2 if there is any, unless ``--allow-partial``.
+and shape-mismatched keys; exits with status 2 if there is any, unless ``--allow-partial``. ``--dataset K``
+splits a raw ViTPose++ checkpoint into the plain ViTPose of data set K.
 DST ``.safetensors`` is written with metadata, anything else as a slimpose ``.pth`` checkpoint.
 See ``slimpose.convert``.
 """
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint entry holding the weights (e.g. best_state_dict)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="write even with missing/unexpected keys")
+    parser.add_argument("--dataset", default=None, metavar="K",
+                        help="ViTPose++ raw checkpoint -> the plain ViTPose of data set K (index or name: coco, aic, "
+                             "mpii, ap10k, apt36k, wholebody; fc2 + expert K, head K), e.g. --model vitpose_b")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         report = convert_checkpoint(
             args.src, args.dst, args.source, args.model, tuple(args.input_size), args.num_keypoints,
             parse_overrides(args.overrides), allow_partial=args.allow_partial, key=args.key,
+            dataset=args.dataset,
         )
     except SlimposeInputError as e:
         report = getattr(e, "report", None)

@@ -35,8 +35,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
 
 
 def teacher_section(cfg: TrainConfig):
-    """The method section that takes a teacher checkpoint (``distill`` or ``multikd``), or None."""
-    return cfg.distill if cfg.distill is not None else cfg.multikd
+    """The method section that takes a teacher checkpoint (``distill``, ``multikd``, ``knowledge_token``), or None."""
+    return next((s for s in (cfg.distill, cfg.multikd, cfg.knowledge_token) if s is not None), None)
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
@@ -56,8 +56,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if teacher:
         section = teacher_section(cfg)
         if section is None:
-            raise SlimposeInputError(f"--teacher: {args.config} has no distill or multikd section (a teacher is "
-                                     "for DistilPose and Multi-KD runs)")
+            raise SlimposeInputError(f"--teacher: {args.config} has no distill or multikd section nor a "
+                                     "knowledge_token one (a teacher is for DistilPose, Multi-KD and knowledge-token "
+                                     "runs)")
         section.teacher_checkpoint = str(Path(teacher).expanduser().resolve())
     return cfg
 

@@ -13,6 +13,7 @@ from slimpose.config.schema import (
     DataConfig,
     DataSource,
     DistilPoseConfig,
+    KnowledgeTokenConfig,
     ModelConfig,
     MultiKDConfig,
     OptimConfig,
@@ -24,8 +25,8 @@ from slimpose.config.schema import (
 )
 
 __all__ = [
-    "AugmentParams", "DataConfig", "DataSource", "DistilPoseConfig", "ModelConfig", "MultiKDConfig", "OptimConfig",
-    "ScheduleConfig", "SDPoseConfig", "SimCCParams", "TrainConfig", "validate_config", "apply_override",
-    "apply_overrides", "config_from_dict", "config_to_dict", "load_config_file", "DEFAULT_RECIPE", "RECIPES",
-    "get_config",
+    "AugmentParams", "DataConfig", "DataSource", "DistilPoseConfig", "KnowledgeTokenConfig", "ModelConfig",
+    "MultiKDConfig", "OptimConfig", "ScheduleConfig", "SDPoseConfig", "SimCCParams", "TrainConfig", "validate_config",
+    "apply_override", "apply_overrides", "config_from_dict", "config_to_dict", "load_config_file", "DEFAULT_RECIPE",
+    "RECIPES", "get_config",
 ]

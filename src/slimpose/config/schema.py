@@ -24,6 +24,8 @@ OPTIMIZERS = ("adam", "adamw")
 DISTILL_SCHEDULES = ("constant", "linear_decay")
 VKD_NORMALIZERS = ("batch", "batch_keypoints")  # multikd.vkd_normalizer
 FEATURE_DISTANCES = ("mse", "sum")  # multikd.distance
+KT_STAGES = ("token", "student")  # knowledge_token.stage
+KT_PROJECTIONS = ("auto", "linear", "none")  # knowledge_token.projection
 
 
 def _augment_params_class() -> type:
@@ -256,6 +258,42 @@ class MultiKDConfig:
 
 
 @dataclass
+class KnowledgeTokenConfig:
+    """The ``knowledge_token`` section: ViTPose's knowledge-token distillation (Xu et al., NeurIPS 2022, Sec. 3.4,
+    Table 8; ``slimpose.distillation.knowledge_token``, ``docs/knowledge_token.md``).
+
+    ``stage='token'`` (stage 1): one learnable token ``t`` (1, 1, C_teacher) before the patch tokens of the
+    frozen teacher ``teacher_checkpoint`` (``model.name`` names that teacher); only ``t`` trains, with the
+    teacher's own heatmap loss against the ground truth. The run's ``best.pth`` / ``last.pth`` is the token file.
+    ``stage='student'`` (stage 2): the frozen ``t*`` of ``token_path`` before the student's patch tokens
+    (``use_token``); ``L = task MSE(S({t*; X}), K_gt) + output_kd MSE(S, K_T)`` with ``K_T`` from
+    ``teacher_checkpoint`` (the plain teacher as in the paper, or with its token: ``teacher_with_token``).
+    ``projection``: ``'auto'`` a linear C_t -> C_s trained with the student when the widths differ (none when
+    equal), ``'linear'`` always, ``'none'`` equal widths only. ``token_dim`` (0: the token file's) rebuilds a
+    student checkpoint without its token file; ``check_teacher``: the token must come from ``teacher_checkpoint``.
+    """
+
+    stage: str = "token"  # 'token' (stage 1) | 'student' (stage 2)
+    teacher_model: str = "vitpose_l"
+    teacher_overrides: dict[str, Any] = field(default_factory=dict)
+    teacher_checkpoint: str | None = None  # usually given by ``--teacher``
+    check_teacher: bool = True
+    token_path: str | None = None  # stage 2: a token file or the stage-1 run's best.pth / last.pth
+    token_dim: int = 0
+    use_token: bool = True  # stage 2 without the token: plain output distillation (a Table 8 row)
+    projection: str = "auto"
+    task: float = 1.0
+    output_kd: float = 0.0  # stage 2: weight of MSE(S, K_T) (0: off)
+    teacher_with_token: bool = False  # K_T from the teacher with t* (the paper's output distillation: without)
+    token_init_std: float = 0.02  # stage 1: t ~ trunc_normal(0, std), as ViT's class token
+    schedule: str = "constant"
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.stage == "token" or self.output_kd > 0
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs."""
 
@@ -289,6 +327,7 @@ class TrainConfig:
     distill: DistilPoseConfig | None = None
     sdpose: SDPoseConfig | None = None
     multikd: MultiKDConfig | None = None
+    knowledge_token: KnowledgeTokenConfig | None = None
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -355,7 +394,8 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
                                      ("loss_normalizer", cfg.simcc.loss_normalizer, NORMALIZERS)):
             if value not in allowed:
                 raise bad(f"simcc.{name}", f"{value!r} is not one of {allowed}")
-    sections = {"distill": cfg.distill, "sdpose": cfg.sdpose, "multikd": cfg.multikd}
+    sections = {"distill": cfg.distill, "sdpose": cfg.sdpose, "multikd": cfg.multikd,
+                "knowledge_token": cfg.knowledge_token}
     present = [k for k, v in sections.items() if v is not None]
     if len(present) > 1:
         raise bad(" and ".join(present), "one distillation method per run")
@@ -378,6 +418,8 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
             raise bad("multikd", "wa_pool and wa_dim must be >= 1 and wa_temperature > 0")
         if mk.task == 0 and not mk.uses_teacher:
             raise bad("multikd", "every loss weight of the multikd section is 0")
+    if cfg.knowledge_token is not None:
+        _validate_knowledge_token(cfg.knowledge_token, bad)
     if cfg.distill is not None and cfg.distill.reg == 0 and not cfg.distill.uses_teacher:
         raise bad("distill", "every loss weight of the distill section is 0")
     if cfg.distill is not None and cfg.distill.cs <= 0 and cfg.model.overrides.get("score_source") == "confidence":
@@ -385,3 +427,27 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
                   "'confidence' needs L_CS (distill.cs > 0): without it the confidence channel is untrained and "
                   "ruins AP (yshMars/DistilPose#2); use 'constant'")
     return cfg
+
+
+def _validate_knowledge_token(kt: KnowledgeTokenConfig, bad: Any) -> None:
+    """Value domains of the ``knowledge_token`` section (files are checked when the run is built)."""
+    if kt.stage not in KT_STAGES:
+        raise bad("knowledge_token.stage", f"{kt.stage!r} is not one of {', '.join(KT_STAGES)}")
+    if kt.projection not in KT_PROJECTIONS:
+        raise bad("knowledge_token.projection", f"{kt.projection!r} is not one of {', '.join(KT_PROJECTIONS)}")
+    if kt.token_dim < 0:
+        raise bad("knowledge_token.token_dim", f"must be >= 0 (0: the token file's width), got {kt.token_dim}")
+    if kt.stage == "token":
+        if kt.output_kd > 0 or kt.teacher_with_token or not kt.use_token:
+            raise bad("knowledge_token", "stage 'token' trains only the token with the ground-truth loss; "
+                      "output_kd, teacher_with_token and use_token=false are for stage 'student'")
+        if kt.task <= 0:
+            raise bad("knowledge_token.task", "stage 'token' is trained by the task loss alone: must be > 0")
+    elif kt.task == 0 and kt.output_kd == 0:
+        raise bad("knowledge_token", "every loss weight of the knowledge_token section is 0")
+    elif not kt.use_token and kt.output_kd == 0:
+        raise bad("knowledge_token", "use_token=false and output_kd=0 distil nothing (train the plain student "
+                  "without the knowledge_token section)")
+    if kt.teacher_with_token and kt.output_kd == 0:
+        raise bad("knowledge_token.teacher_with_token",
+                  "is the teacher of the output distillation: needs output_kd > 0")

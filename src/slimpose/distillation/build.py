@@ -24,6 +24,10 @@ _TEACHER_FIELDS = ("teacher_model", "teacher_overrides", "teacher_checkpoint", "
 def build_distiller(cfg: TrainConfig, teacher: nn.Module | None = None) -> Distiller:
     """The student of ``cfg.model`` with its head, the method's terms and (DistilPose) the teacher of
     ``cfg.distill.teacher_checkpoint`` (``teacher``: a model of its architecture built by the caller)."""
+    if cfg.knowledge_token is not None:  # ViTPose knowledge tokens: the model is built with its token
+        from slimpose.distillation.knowledge_token import knowledge_token_distiller
+
+        return knowledge_token_distiller(cfg, teacher)
     model = build_model(cfg)
     head = build_head(cfg, model)
     if cfg.distill is not None:
@@ -56,7 +60,8 @@ def build_distiller(cfg: TrainConfig, teacher: nn.Module | None = None) -> Disti
                          schedule=section.schedule, record=info)
     if cfg.multikd is not None:
         return _multikd_distiller(cfg, model, head, teacher)
-    raise SlimposeInputError("build_distiller: the config has no distillation section (distill, sdpose or multikd)")
+    raise SlimposeInputError("build_distiller: the config has no distillation section (distill, sdpose, multikd "
+                             "or knowledge_token)")
 
 
 def _multikd_distiller(cfg: TrainConfig, model: nn.Module, head: nn.Module, teacher: nn.Module | None) -> Distiller:

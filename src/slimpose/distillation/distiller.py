@@ -195,8 +195,8 @@ class Distiller(TopDownTask):
         if any(t.needs_cycles for t in self.terms):
             cycles = self.model.forward_cycles(inputs)
             read = int(getattr(self.model, "read_cycle", 0))
-            out, kpt, vis, index = cycles[read]
-            return StudentOutputs(out, TokenFeatures(kpt, vis, kpt, index), cycles, read)
+            out, kpt, vis, *index = cycles[read]
+            return StudentOutputs(out, TokenFeatures(kpt, vis, kpt, *index), cycles, read)
         if any(t.needs_features for t in self.terms):
             features = self.model.forward_features(inputs)
             _require_tokens(features, "student", self.model)

@@ -72,10 +72,12 @@ class CycleTokenTerm(DistillTerm):
 
     def forward(self, student: StudentOutputs, teacher: TeacherOutputs | None, batch: dict[str, Any]) -> torch.Tensor:
         cycles = student.cycles
-        if self.slot == 2 and any(c[3] is not None for c in cycles):
+        index = [c[3] if len(c) > 3 else None for c in cycles]  # grid positions (None: all, unpruned)
+        if self.slot == 2 and any(i is not None for i in index):
             # pruned visual tokens: cycle i is compared on the grid positions cycle i + 1 kept
-            return sum((cycle_token_distillation([visual_at(c[2], c[3], n[3]), n[2]], self.detach_teacher)
-                        for c, n in zip(cycles[:-1], cycles[1:])), cycles[0][2].new_zeros(()))
+            return sum((cycle_token_distillation([visual_at(c[2], i, j), n[2]], self.detach_teacher)
+                        for c, n, i, j in zip(cycles[:-1], cycles[1:], index[:-1], index[1:])),
+                       cycles[0][2].new_zeros(()))
         tokens = [c[self.slot] for c in cycles]
         return cycle_token_distillation(tokens, self.detach_teacher)
 

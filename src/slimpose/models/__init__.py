@@ -13,6 +13,7 @@ from typing import Callable
 from torch import nn
 
 from slimpose.models.distilpose import deeppose_res50, distilpose_l, distilpose_s
+from slimpose.models.evitpose import evitpose_b, evitpose_s
 from slimpose.models.hrnet import hrnet_w32, hrnet_w48
 from slimpose.models.litehrnet import litehrnet_18, litehrnet_18_simcc, litehrnet_30, litehrnet_30_simcc
 from slimpose.models.sdpose import sdpose_b, sdpose_reg, sdpose_s_v1, sdpose_s_v2, sdpose_t
@@ -20,6 +21,8 @@ from slimpose.models.simcc import hrnet_w32_simcc, hrnet_w48_simcc, simcc_res50
 from slimpose.models.simplebaseline import simplebaseline_res50, simplebaseline_res101, simplebaseline_res152
 from slimpose.models.tokenpose import (
     distilpose_teacher,
+    ppt_b,
+    ppt_s_v1,
     tokenpose_b,
     tokenpose_l_d24,
     tokenpose_s_v1,
@@ -27,6 +30,7 @@ from slimpose.models.tokenpose import (
     tokenpose_s_v2,
 )
 from slimpose.models.vitpose import vitpose_b, vitpose_h, vitpose_l, vitpose_s
+from slimpose.models.vitpose_plus import vitpose_plus_b, vitpose_plus_h, vitpose_plus_l, vitpose_plus_s
 from slimpose.utils.io import SlimposeInputError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -47,6 +51,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "tokenpose_b": tokenpose_b,
     "tokenpose_l_d24": tokenpose_l_d24,
     "distilpose_teacher": distilpose_teacher,
+    # PPT: TokenPose with keypoint-attention token pruning (same weights as the TokenPose model)
+    "ppt_s_v1": ppt_s_v1,
+    "ppt_b": ppt_b,
     # SDPose (TokenPose + multi-cycled transformer; forward = the single-pass first cycle)
     "sdpose_t": sdpose_t,
     "sdpose_s_v1": sdpose_s_v1,
@@ -67,6 +74,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vitpose_b": vitpose_b,
     "vitpose_l": vitpose_l,
     "vitpose_h": vitpose_h,
+    # ViTPose++ (MoE feed-forward experts + one decoder per data set; forward = data set 0, COCO)
+    "vitpose_plus_s": vitpose_plus_s,
+    "vitpose_plus_b": vitpose_plus_b,
+    "vitpose_plus_l": vitpose_plus_l,
+    "vitpose_plus_h": vitpose_plus_h,
+    # EViTPose: ViTPose with joint tokens choosing the patches kept in deeper layers
+    "evitpose_s": evitpose_s,
+    "evitpose_b": evitpose_b,
 }
 
 

@@ -104,6 +104,19 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(out)), attn
 
 
+    def forward_cross(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, M, C) attends to ``context`` (B, P, C) with this layer's weights: queries from the q rows
+        of ``qkv``, keys and values from its k and v rows (EViTPose: leaving patches read the joint tokens)."""
+        b, m, _ = x.shape
+        w, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x, w[: self.dim], None if bias is None else bias[: self.dim])
+        kv = F.linear(context, w[self.dim:], None if bias is None else bias[self.dim:])
+        q = q.reshape(b, m, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = kv.reshape(b, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], scale=self.scale)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, m, self.dim)))
+
+
 class Mlp(nn.Module):
     """``fc1`` -> GELU -> ``fc2`` (official FeedForward)."""
 

@@ -72,14 +72,10 @@ def shared(cfg: TrainConfig, args: argparse.Namespace, name: str, epochs: int) -
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg``; AP / AR (x100), optimiser steps and wall seconds (training and the final evaluation)."""
-    from slimpose.training import make_trainer
+    from slimpose.training import fit_config
 
     t0 = time.perf_counter()
-    trainer = make_trainer(cfg)
-    try:
-        summary = trainer.fit()
-    finally:
-        trainer.close()
+    summary, trainer = fit_config(cfg)
     metrics = {k[4:]: v for k, v in summary.items() if k.startswith("val_")}
     return {"AP": 100.0 * float(metrics["AP"]), "AR": 100.0 * float(metrics.get("AR", float("nan"))),
             "steps": int(trainer.global_step), "epochs": int(trainer.epoch),

@@ -26,6 +26,7 @@ from typing import Any
 from slimpose.config.recipes.litehrnet import hrnet_w32_simcc_synth_mpii, litehrnet_18_simcc_synth_mpii
 from slimpose.config.schema import MultiKDConfig, ScheduleConfig, TrainConfig
 from slimpose.utils.io import load_json, write_json_atomic, write_text_atomic
+from slimpose.visualization import save_figure
 
 # name, label, (cross_stage, mft, wa, vkd)
 ROWS: list[tuple[str, str, tuple[bool, bool, bool, bool]]] = [
@@ -53,14 +54,10 @@ def shared(cfg: TrainConfig, args: argparse.Namespace, work_dir: Path, epochs: i
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
-    from slimpose.training import make_trainer
+    from slimpose.training import fit_config
 
     t0 = time.perf_counter()
-    trainer = make_trainer(cfg)
-    try:
-        summary = trainer.fit()
-    finally:
-        trainer.close()
+    summary, _ = fit_config(cfg)
     return {"PCKh": 100.0 * float(summary["val_PCKh"]), "minutes": (time.perf_counter() - t0) / 60,
             "train_loss": summary.get("train_loss"), "run_dir": cfg.work_dir,
             "metrics": {k[4:]: v for k, v in summary.items() if k.startswith("val_")}}
@@ -118,11 +115,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(len(ROWS)), [label for _, label, _ in ROWS], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("PCKh@0.5 (%)")
     ax.set_title("Multi-KD ablation (synthetic MPII-skeleton people, CPU budget)")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120, close=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@
     python benchmarks/token_pruning.py sweep        # train on synthetic people, AP vs GFLOPs vs latency
     python benchmarks/token_pruning.py checkpoint --checkpoint outputs/demo/checkpoints/teacher.pth --layers 1 2 3
                                                     # prune a trained token model without retraining
+    python benchmarks/token_pruning.py pareto --inputs A.json B.json ...   # one relative Pareto figure
 
 ``complexity`` counts params and GFLOPs (conv + linear MACs, the papers' convention; also with attention)
 of TokenPose-S / PPT-S, TokenPose-B / PPT-B, ViTPose-S/B and EViTPose-S/B at several keep ratios.
@@ -37,8 +38,8 @@ import torch
 from slimpose.config.schema import AugmentParams, DataConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig
 from slimpose.engine.complexity import count_flops, count_params, measure_latency
 from slimpose.models import create_model
-from slimpose.models.transformer import set_keep_ratio
 from slimpose.utils.io import load_json, write_json_atomic, write_text_atomic
+from slimpose.visualization import save_figure
 
 # (name, factory, overrides, unpruned reference, published (params M, GFLOPs, source) or None)
 FULL: list[tuple[str, str, dict, str | None, tuple | None]] = [
@@ -177,15 +178,11 @@ def run_cfg(args: argparse.Namespace, run: str, keep: float | None) -> TrainConf
 
 
 def train(args: argparse.Namespace, run: str) -> dict[str, Any]:
-    from slimpose.training import make_trainer
+    from slimpose.training import fit_config
 
     cfg = run_cfg(args, run, RUNS[run][2])
     t0 = time.perf_counter()
-    trainer = make_trainer(cfg)
-    try:
-        summary = trainer.fit()
-    finally:
-        trainer.close()
+    summary, _ = fit_config(cfg)
     return {"AP": float(summary["val_AP"]), "minutes": (time.perf_counter() - t0) / 60,
             "checkpoint": str(Path(cfg.work_dir) / "last.pth")}
 
@@ -264,11 +261,7 @@ def plot_sweep(res: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Token pruning: keep-ratio sweep (labels: keep ratio at inference)")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120, close=True)
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -344,9 +337,82 @@ def render_checkpoint(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pareto(args: argparse.Namespace) -> dict[str, Any]:
+    """One figure from ``sweep`` and ``checkpoint`` results (``--inputs``): every trained model's points
+    relative to its own unpruned point (keep 1.0; plain ViTPose for the EViTPose runs when it is there), so
+    families of different size share the axes: AP change against GFLOPs and eager batch-32 latency ratios."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for path in args.inputs:
+        res = load_json(Path(path), "token-pruning results")
+        if "trained" in res:  # a sweep
+            plain = next((p for p in res["points"].values() if p["keep_ratio"] is None), None)
+            for run in res["trained"]:
+                pts = [p for p in res["points"].values() if p["run"] == run and p["keep_ratio"] is not None]
+                if pts:
+                    curves[f"{run} (trained at keep {RUNS[run][2]})"] = sorted(pts, key=lambda p: -p["keep_ratio"])
+            if plain is not None:
+                curves["vitpose (no joint tokens)"] = [plain]
+        else:  # a trained checkpoint pruned without retraining
+            name = Path(res["checkpoint"]).stem
+            curves[f"{res['model']} `{name}` (PPT, no retraining)"] = sorted(res["points"].values(),
+                                                                               key=lambda p: -p["keep_ratio"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    out: dict[str, Any] = {}
+    for label, pts in curves.items():
+        plain = curves.get("vitpose (no joint tokens)") if label.startswith("evitpose") else None
+        ref = plain[0] if plain else next((p for p in pts if p["keep_ratio"] == 1.0), pts[0])
+        rows = []
+        for p in pts:
+            row = {"keep_ratio": p["keep_ratio"], "AP": p["AP"], "dAP": 100 * (p["AP"] - ref["AP"]),
+                   "gflops_ratio": p["gflops"] / ref["gflops"]}
+            if p.get("latency_b32_ms") and ref.get("latency_b32_ms"):
+                row["latency_ratio"] = p["latency_b32_ms"] / ref["latency_b32_ms"]
+            rows.append(row)
+        out[label] = rows
+        style = dict(marker="*", ms=12, ls="none") if len(rows) == 1 else dict(marker="o", ms=4)
+        axes[0].plot([r["gflops_ratio"] for r in rows], [r["dAP"] for r in rows], label=label, **style)
+        lat = [r for r in rows if "latency_ratio" in r]
+        if lat:
+            axes[1].plot([r["latency_ratio"] for r in lat], [r["dAP"] for r in lat], label=label, **style)
+        for ax, key in ((axes[0], "gflops_ratio"), (axes[1], "latency_ratio")):
+            for r in rows:
+                if key in r and r["keep_ratio"] is not None and len(rows) > 1:
+                    ax.annotate(f"{r['keep_ratio']:.1f}", (r[key], r["dAP"]), fontsize=6,
+                                textcoords="offset points", xytext=(2, 2))
+    axes[0].set_xlabel("GFLOPs / unpruned GFLOPs")
+    axes[1].set_xlabel("eager CPU latency, batch 32 / unpruned")
+    for ax in axes:
+        ax.set_ylabel("AP change vs unpruned (points, synthetic val)")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Token pruning on a CPU budget: labels = keep ratio at inference")
+    save_figure(fig, Path(args.out).with_suffix(".png"), dpi=120, close=True)
+    return {"inputs": list(args.inputs), "curves": out}
+
+
+def render_pareto(res: dict[str, Any]) -> str:
+    lines = ["Relative to each model's unpruned point (EViTPose: plain ViTPose when given): AP change (points x100), "
+             "GFLOPs and eager batch-32 latency ratios.", "",
+             "| model | keep | AP | AP change | GFLOPs ratio | latency ratio |", "|---|---:|---:|---:|---:|---:|"]
+    for label, rows in res["curves"].items():
+        for r in rows:
+            keep = "-" if r["keep_ratio"] is None else f"{r['keep_ratio']:.1f}"
+            lat = r.get("latency_ratio")
+            lines.append(f"| {label} | {keep} | {100 * r['AP']:.1f} | {r['dAP']:+.1f} | {r['gflops_ratio']:.2f} | "
+                         f"{'-' if lat is None else f'{lat:.2f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=("complexity", "latency", "sweep", "checkpoint"))
+    p.add_argument("part", choices=("complexity", "latency", "sweep", "checkpoint", "pareto"))
+    p.add_argument("--inputs", nargs="+", default=[], help="pareto: sweep / checkpoint result JSONs")
     p.add_argument("--checkpoint", default=None, help="checkpoint: a trained token model to prune")
     p.add_argument("--layers", type=int, nargs="+", default=[3, 6, 9], help="checkpoint: pruning blocks")
     p.add_argument("--data-root", default=None, help="checkpoint: where its synthetic data lies")
@@ -363,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     args = p.parse_args(argv)
     suffix = {"complexity": "complexity", "latency": "latency_cpu", "sweep": "sweep_cpu",
-              "checkpoint": "checkpoint_cpu"}[args.part]
+              "checkpoint": "checkpoint_cpu", "pareto": "pareto_cpu"}[args.part]
     args.out = args.out or f"benchmarks/results/token_pruning_{suffix}"
     out = Path(args.out)
     if args.part == "complexity":
@@ -372,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.part == "latency":
         res = latency(args)
         text = render_latency(res)
+    elif args.part == "pareto":
+        res = pareto(args)
+        text = render_pareto(res)
     elif args.part == "checkpoint":
         if not args.checkpoint:
             p.error("checkpoint needs --checkpoint")

@@ -231,7 +231,7 @@ class PoseModel:
         settings the head is built with), ``MODEL_KWARGS`` go to ``PoseModel``.
         """
         from slimpose.data.catalog import info_for
-        from slimpose.engine.builders import build_model
+        from slimpose.training import build_config_model
         from slimpose.engine.checkpoint import load_model_weights
         from slimpose.heads import build_head
 
@@ -242,12 +242,10 @@ class PoseModel:
                                      f"{', '.join(CONFIG_KWARGS)}; {', '.join(MODEL_KWARGS)}, device)")
         sd, meta = read_weights(checkpoint)
         cfg = checkpoint_config(meta, where, {k: kwargs.pop(k) for k in list(kwargs) if k in CONFIG_KWARGS})
-        if cfg.knowledge_token is not None:  # a ViTPose with its knowledge token (distillation.knowledge_token)
-            from slimpose.distillation.knowledge_token import build_token_model
-
-            model, _ = build_token_model(cfg, load_pretrained=False)
-        else:
-            model = build_model(cfg, load_pretrained=False)
+        kt = cfg.knowledge_token
+        if kt is not None and kt.token_dim <= 0 and "knowledge_token.token" in sd:  # the width is in the weights
+            kt.token_dim = int(sd["knowledge_token.token"].shape[-1])
+        model = build_config_model(cfg, load_pretrained=False)
         try:
             load_model_weights(model, {"model": sd}, strict=True)
         except RuntimeError as e:  # shape mismatches

@@ -126,6 +126,7 @@ class ConversionReport:
     mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)  # deterministic tensors taken from the model
     ignored: list[str] = field(default_factory=list)  # official keys deliberately not loaded (with why)
+    initialised: list[str] = field(default_factory=list)  # new parameters no official file has (EViTPose)
     source_key: str = ""
 
     @property
@@ -149,12 +150,15 @@ class ConversionReport:
               [f"{k} <- {o}: {tuple(a)} vs {tuple(b)}" for k, o, a, b in self.mismatched])
         block("filled from the model (deterministic: BN counters, sine position embeddings)", self.filled)
         block("ignored (ViTPose++ tensors not needed by this model)", self.ignored)
+        block("left at their initial values (parameters the official model does not have: train them before use)",
+              self.initialised)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"converted": self.converted, "missing": self.missing, "unexpected": self.unexpected,
                 "mismatched": [[k, o, list(a), list(b)] for k, o, a, b in self.mismatched],
-                "filled": self.filled, "ignored": self.ignored, "source_key": self.source_key, "ok": self.ok}
+                "filled": self.filled, "ignored": self.ignored, "initialised": self.initialised,
+                "source_key": self.source_key, "ok": self.ok}
 
 
 def read_official_state_dict(
@@ -402,6 +406,9 @@ def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Modul
         if key.endswith("num_batches_tracked") or (key in frozen and key.endswith("pos_embed")):
             out[key] = value.clone()
             report.filled.append(key)
+        elif source == "vitpose" and key == "backbone.joint_tokens":  # EViTPose from a ViTPose checkpoint
+            out[key] = value.clone()
+            report.initialised.append(key)
         else:
             report.missing.append(key)
     return out, report
@@ -421,7 +428,7 @@ def _split_vitpose_plus(sd: dict[str, torch.Tensor], source: str, dataset: int |
                         ) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """``--dataset``: a raw ViTPose++ state dict -> the plain ViTPose one of ``dataset`` (an index or an official
     name), that data set's name and the "ignored" lines for the other experts and heads."""
-    from slimpose.models.vitpose_plus import VITPOSE_PLUS_DATASETS, split_state_dict
+    from slimpose.models.vitpose_plus import VITPOSE_PLUS_DATASETS, dataset_index, split_state_dict
 
     if source != "vitpose":
         raise SlimposeInputError(f"--dataset splits a ViTPose++ checkpoint: use it with --from vitpose, not {source!r}")
@@ -430,11 +437,11 @@ def _split_vitpose_plus(sd: dict[str, torch.Tensor], source: str, dataset: int |
         raise SlimposeInputError("--dataset: the file has no ViTPose++ experts (mlp.experts.*): not a raw ViTPose++ "
                                  "checkpoint")
     names = [name for name, _ in VITPOSE_PLUS_DATASETS][:len(experts)]
-    text = str(dataset)
-    k = int(text) if text.isdigit() else (names.index(text) if text in names else -1)
-    if not 0 <= k < len(experts):
+    try:
+        k = dataset_index(names, dataset)
+    except ValueError:
         raise SlimposeInputError(f"--dataset {dataset!r}: the file has {len(experts)} experts "
-                                 f"(0..{len(experts) - 1}: {', '.join(names)})")
+                                 f"(0..{len(experts) - 1}: {', '.join(names)})") from None
     if k > 0 and not any(key.startswith(f"associate_keypoint_heads.{k - 1}.") for key in sd):
         raise SlimposeInputError(f"--dataset {dataset!r}: the file has no head for data set {k} "
                                  f"(associate_keypoint_heads.{k - 1}.*)")

@@ -27,8 +27,32 @@ def build_task(cfg: TrainConfig, teacher: nn.Module | None = None) -> nn.Module:
     return build_distiller(cfg, teacher)
 
 
+def build_config_model(cfg: TrainConfig, load_pretrained: bool = True) -> nn.Module:
+    """The model ``cfg`` trains, without its distiller: a model with a knowledge token (built by
+    ``distillation.knowledge_token``, which the engine may not import) or ``builders.build_model``. What loading
+    and evaluating a checkpoint rebuild."""
+    if cfg.knowledge_token is not None:
+        from slimpose.distillation.knowledge_token import build_token_model
+
+        return build_token_model(cfg, load_pretrained=load_pretrained)[0]
+    from slimpose.engine.builders import build_model
+
+    return build_model(cfg, load_pretrained=load_pretrained)
+
+
 def make_trainer(cfg: TrainConfig, resume: bool | str = False, teacher: nn.Module | None = None,
                  dist: DistInfo | None = None) -> TrainLoop:
     """The training loop of ``cfg`` (see ``engine.trainer.build_trainer``); ``teacher``: a model of the
     teacher checkpoint's architecture built by the caller (its weights are loaded from the checkpoint)."""
     return build_trainer(cfg, lambda: build_task(cfg, teacher), resume, dist)
+
+
+def fit_config(cfg: TrainConfig, teacher: nn.Module | None = None) -> tuple[dict, TrainLoop]:
+    """Train ``cfg`` to the end (``make_trainer(cfg).fit()``, the loop closed after); returns the summary of the
+    last epoch and the loop (its ``global_step`` / ``epoch``). What the benchmark scripts run per row."""
+    loop = make_trainer(cfg, teacher=teacher)
+    try:
+        summary = loop.fit()
+    finally:
+        loop.close()
+    return summary, loop

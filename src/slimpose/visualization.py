@@ -151,7 +151,7 @@ def plot_ap_vs_gflops(
     ax.grid(True, alpha=0.3)
     if groups:
         ax.legend(fontsize=8)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_bar_panels(
@@ -192,14 +192,20 @@ def plot_bar_panels(
     axes[0].invert_yaxis()  # first label on top, as in a table
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
-def _save_figure(fig: Any, path: str | os.PathLike) -> Path:
-    """Lay out and write ``fig`` atomically in the format of ``path``'s extension (PNG by default)."""
+def save_figure(fig: Any, path: str | os.PathLike, dpi: float | None = None, close: bool = False) -> Path:
+    """Lay out and write ``fig`` atomically in the format of ``path``'s extension (PNG by default); ``close``
+    releases it (matplotlib's ``plt.close``)."""
     fig.tight_layout()
     path = Path(path)
     fmt = (path.suffix.lstrip(".") or "png").lower()
     with atomic_path(path) as tmp:
-        fig.savefig(str(tmp), format=fmt)
+        fig.savefig(str(tmp), format=fmt, dpi=dpi)
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path
+

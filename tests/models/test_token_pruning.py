@@ -153,9 +153,20 @@ def test_evitpose_ratio_one_is_vitpose_with_joint_tokens():
     with torch.no_grad():
         want = ViTPoseBackbone.forward(m.backbone, x, prefix=m.backbone.joint_tokens)
         assert torch.equal(m.backbone(x), want)
-    vit = create_model("vitpose_s", input_size=INPUT, dim=32, num_heads=2, depth=4)
-    missing, unexpected = vit.load_state_dict(m.state_dict(), strict=False)
-    assert missing == [] and unexpected == ["backbone.joint_tokens"]  # ViTPose checkpoints load into EViTPose
+    # a (converted) ViTPose checkpoint loads into EViTPose: only the joint tokens are new, and reported
+    from slimpose.convert import convert_state_dict
+    from slimpose.engine.builders import layer_decay_groups
+
+    vit = create_model("vitpose_s", input_size=INPUT, dim=32, num_heads=2, depth=4).eval()
+    state, report = convert_state_dict(vit.state_dict(), "vitpose", m)
+    assert report.ok and report.initialised == ["backbone.joint_tokens"], report.format()
+    m.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        assert torch.equal(m.backbone(x), ViTPoseBackbone.forward(vit.backbone, x, prefix=m.backbone.joint_tokens))
+    # layer-wise decay: the joint tokens are embeddings (layer 0, no weight decay), as ViT's cls_token
+    groups = layer_decay_groups(m, lr=1.0, weight_decay=0.1, rate=0.5)
+    home = next(g for g in groups if any(p is m.backbone.joint_tokens for p in g["params"]))
+    assert home["weight_decay"] == 0.0 and home["lr"] == 0.5 ** 5
 
 
 def test_evitpose_prunes_fills_the_full_grid_and_exports():
@@ -188,6 +199,19 @@ def test_evitpose_prunes_fills_the_full_grid_and_exports():
         blk.leave_update = "joint"
         _, (y_joint, p_joint) = blk.forward_tokens(t0)
     assert torch.equal(p_none, p_joint) and not torch.allclose(y_none, y_joint)
+    # the update is one attention of the leaving patches (queries) over the joint tokens (keys, values)
+    # with the block's own weights, computed by hand
+    with torch.no_grad():
+        kept, _ = blk.forward_tokens(t0)
+        a = blk.attn
+        w, b = a.qkv.weight, a.qkv.bias
+        q = blk.norm1(y_none) @ w[:32].T + b[:32]
+        j = blk.norm1(kept.prefix)
+        k, v = j @ w[32:64].T + b[32:64], j @ w[64:].T + b[64:]
+        heads = lambda t: t.reshape(2, t.shape[1], 2, 16).transpose(1, 2)  # noqa: E731
+        att = (heads(q) @ heads(k).transpose(-1, -2) * 16 ** -0.5).softmax(-1) @ heads(v)
+        want = y_none + a.proj(att.transpose(1, 2).reshape(2, -1, 32))
+    torch.testing.assert_close(y_joint, want, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="prune_layers"):
         EViTPoseBackbone(INPUT, 32, 4, 2, prune_layers=(4,))
 
@@ -205,3 +229,31 @@ def test_pruned_models_export_to_onnx_with_equal_outputs(tmp_path, name, kw):
     assert report["max_abs_diff"]["heatmaps"] < 1e-4
     report = export_onnx(m, tmp_path / "d.onnx", decode_in_graph=True)
     assert report["max_abs_diff"]["keypoints"] < 1e-3
+
+
+def test_a_knowledge_token_before_the_joint_tokens_does_not_vote():
+    m = create_model("evitpose_s", keep_ratio=0.5, **VIT_SMALL).eval()
+    blk = m.backbone.blocks[1]
+    t = torch.randn(2, 1 + 17 + 12, 32)
+    with torch.no_grad():
+        _, attn = blk.attend(Tokens(t, 18))
+        kept, (_, dropped) = blk.forward_tokens(Tokens(t, 18))
+    scores = attn[:, :, 1:18, 18:].mean(1).sum(1)  # the 17 joint rows only
+    assert torch.equal(kept.index.sort(1).values, scores.topk(6, dim=1).indices.sort(1).values)
+    assert kept.prefix.shape[1] == 18  # the knowledge token stays
+
+
+def test_distilling_a_pruned_student_checks_the_grid_and_refuses_a_pruned_teacher():
+    from slimpose.distillation.teacher import check_teacher_compatibility
+    from slimpose.utils.io import SlimposeInputError
+
+    student = create_model("distilpose_s", pruning={"layers": [0], "keep_ratio": 0.5}, depth=1, **SMALL)
+    teacher = create_model("tokenpose_s_v1", depth=1, **SMALL)
+    info = check_teacher_compatibility(student, teacher)
+    assert info["num_visual_tokens"] == 8
+    other_grid = create_model("tokenpose_s_v1", depth=1, **dict(SMALL, patch_size=(2, 2)))  # 48 tokens
+    with pytest.raises(SlimposeInputError, match="grid"):
+        check_teacher_compatibility(student, other_grid)
+    pruned_teacher = create_model("ppt_s_v1", depth=1, **dict(SMALL, pruning={"layers": [0], "keep_ratio": 0.5}))
+    with pytest.raises(SlimposeInputError, match="unpruned teacher"):
+        check_teacher_compatibility(create_model("distilpose_s", depth=1, **SMALL), pruned_teacher)

@@ -26,13 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
     from slimpose.engine.trainer import evaluate_checkpoint
 
-    cfg = build_config(args)
-    if cfg.knowledge_token is not None:  # a model with a knowledge token: rebuilt by the distillation layer
-        from slimpose.distillation.knowledge_token import evaluate_token_checkpoint
+    from slimpose.training import build_config_model
 
-        metrics = evaluate_token_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir)
-    else:
-        metrics = evaluate_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir)
+    cfg = build_config(args)
+    metrics = evaluate_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir,
+                                  build=lambda c: build_config_model(c, load_pretrained=False))
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: print once
         return 0
     if args.json:

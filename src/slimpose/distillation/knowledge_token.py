@@ -415,21 +415,7 @@ def evaluate_token_checkpoint(cfg: TrainConfig, checkpoint: str | os.PathLike, o
     """``engine.trainer.evaluate_checkpoint`` for a knowledge-token model (the engine rebuilds plain models
     only): the model of ``cfg`` rebuilt (stage 1: the teacher from its checkpoint), ``checkpoint``'s weights,
     the validation split."""
-    from slimpose.engine import builders
-    from slimpose.engine.checkpoint import load_model_weights
-    from slimpose.engine.distributed import cleanup_distributed, init_distributed
+    from slimpose.engine.trainer import evaluate_checkpoint
 
-    dist = init_distributed(cfg.device)
-    try:
-        if cfg.num_threads > 0:
-            torch.set_num_threads(cfg.num_threads)
-        if dist.is_main:
-            builders.prepare_synthetic(cfg)
-        model, _ = build_token_model(cfg, load_pretrained=False)
-        load_model_weights(model, checkpoint)
-        task = builders.build_topdown_task(cfg, model).to(dist.device)
-        evaluator = builders.build_evaluator(cfg, dist, out_dir if out_dir is not None else cfg.work_dir,
-                                             task.head.codec)
-        return evaluator.run(task, tag=tag, autocast=builders.autocast_factory(cfg.amp, dist.device))
-    finally:
-        cleanup_distributed(dist)
+    return evaluate_checkpoint(cfg, checkpoint, out_dir, tag=tag,
+                               build=lambda c: build_token_model(c, load_pretrained=False)[0])

@@ -121,13 +121,18 @@ def check_teacher_compatibility(student: nn.Module, teacher: nn.Module, need_tok
         if not isinstance(feats, TokenFeatures):
             raise SlimposeInputError(f"distillation: the {who} {type(model).__name__} has no tokens; L_KT/L_VT "
                                      "need two token models (switch them off: kt=0, vt=0)")
+    if t_feat.index is not None:
+        raise SlimposeInputError(f"distillation: the teacher {type(teacher).__name__} prunes its tokens; token "
+                                 "terms need an unpruned teacher (build it without pruning)")
     t_visual = t_feat.visual_tokens
-    if s_feat.index is not None and t_visual.shape[-1] == s_feat.visual_tokens.shape[-1]:
-        try:  # a pruned student is compared with the teacher's tokens at the positions it kept
-            t_visual = visual_at(t_visual, t_feat.index, s_feat.index)
-        except (ValueError, RuntimeError) as e:
-            raise SlimposeInputError(f"distillation: the teacher's token grid does not hold the pruned student's "
-                                     f"token positions ({e})") from None
+    if s_feat.index is not None:  # a pruned student: compared with the teacher's tokens at the positions it kept
+        grid = getattr(getattr(student, "transformer", None), "num_patches", None)
+        if grid is None or t_visual.shape[1] != grid:
+            raise SlimposeInputError(
+                f"distillation: the teacher has {t_visual.shape[1]} visual tokens, the (pruned) student's grid "
+                f"{grid}: the teacher must share the token grid (feature map size / patch size) with the student")
+        if t_visual.shape[-1] == s_feat.visual_tokens.shape[-1]:
+            t_visual = visual_at(t_visual, None, s_feat.index)
     for name, s, t in (("keypoint tokens", s_feat.keypoint_tokens, t_feat.keypoint_tokens),
                        ("visual tokens", s_feat.visual_tokens, t_visual)):
         if s.shape != t.shape:

@@ -236,8 +236,9 @@ def build_optimizer(cfg: TrainConfig, task: nn.Module) -> torch.optim.Optimizer:
 def layer_decay_groups(task: nn.Module, lr: float, weight_decay: float, rate: float) -> list[dict[str, Any]]:
     """ViTPose's layer-wise rate decay (official ``LayerDecayOptimizerConstructor``) over the trainable
     parameters of ``task`` (names relative to its ``model``): layer 0 = ``backbone.pos_embed`` /
-    ``backbone.patch_embed``, layer ``i + 1`` = ``backbone.blocks.{i}``, layer ``depth + 1`` = the rest;
-    a group's rate is ``lr * rate ** (depth + 1 - layer)``; 1-D tensors, biases and ``pos_embed`` get no
+    ``backbone.patch_embed`` / EViTPose's ``backbone.joint_tokens`` (as the official constructor puts ViT's
+    ``cls_token``), layer ``i + 1`` = ``backbone.blocks.{i}``, layer ``depth + 1`` = the rest; a group's rate
+    is ``lr * rate ** (depth + 1 - layer)``; 1-D tensors, biases, ``pos_embed`` and the joint tokens get no
     weight decay."""
     from slimpose.utils.io import SlimposeInputError
 
@@ -252,13 +253,14 @@ def layer_decay_groups(task: nn.Module, lr: float, weight_decay: float, rate: fl
         if not param.requires_grad:
             continue
         rel = name[len("model."):] if name.startswith("model.") else name
-        if rel == "backbone.pos_embed" or rel.startswith("backbone.patch_embed."):
+        token = rel in ("backbone.pos_embed", "backbone.joint_tokens")  # embeddings (like ViT's cls_token)
+        if token or rel.startswith("backbone.patch_embed."):
             layer = 0
         elif rel.startswith("backbone.blocks."):
             layer = int(rel.split(".")[2]) + 1
         else:
             layer = depth + 1
-        decay = not (param.dim() == 1 or rel.endswith(".bias") or "pos_embed" in rel)
+        decay = not (param.dim() == 1 or rel.endswith(".bias") or token or "pos_embed" in rel)
         group = groups.setdefault((layer, decay), {
             "params": [], "lr": lr * rate ** (depth + 1 - layer), "weight_decay": weight_decay if decay else 0.0})
         group["params"].append(param)

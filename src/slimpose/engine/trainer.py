@@ -114,12 +114,14 @@ def build_trainer(cfg: TrainConfig, task: TaskOrBuilder = None, resume: bool | s
 
 
 def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                        dist: DistInfo | None = None, tag: str = "eval") -> dict[str, float]:
-    """Build the model of ``cfg``, load ``checkpoint`` and evaluate it on the validation split."""
+                        dist: DistInfo | None = None, tag: str = "eval",
+                        build: Callable[[TrainConfig], nn.Module] | None = None) -> dict[str, float]:
+    """Build the model of ``cfg`` (``build(cfg)``; default ``builders.build_model`` without pretrained weights),
+    load ``checkpoint`` and evaluate it on the validation split."""
     cfg = validate_config(cfg)
     dist, own = _setup(cfg, dist)
     try:
-        model = builders.build_model(cfg, load_pretrained=False)
+        model = build(cfg) if build is not None else builders.build_model(cfg, load_pretrained=False)
         load_model_weights(model, checkpoint)
         task = builders.build_topdown_task(cfg, model).to(dist.device)
         evaluator = builders.build_evaluator(cfg, dist, out_dir if out_dir is not None else cfg.work_dir,

@@ -106,7 +106,6 @@ class DeepPose(PoseNet):
         num_keypoints: int = 17,
         input_size: tuple[int, int] = (192, 256),
         score_source: str = "confidence",
-        pruning: TokenPruning | dict | None = None,
     ):
         super().__init__()
         check_score_source(score_source)

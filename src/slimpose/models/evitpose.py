@@ -28,7 +28,7 @@ from torch import nn
 from slimpose.models.transformer.blocks import init_transformer_
 from slimpose.models.transformer.encoder import Tokens
 from slimpose.models.transformer.pruning import (
-    check_keep_ratio, prefix_attention_scores, split_visual,
+    PruningBlock, check_keep_ratio, prefix_attention_scores, split_visual,
 )
 from slimpose.models.vitpose import VITPOSE_SIZES, ViTBlock, ViTPose, ViTPoseBackbone
 
@@ -36,33 +36,36 @@ LEAVE_UPDATES = ("joint", "none")
 FILLS = ("leaving", "zero")
 
 
-class JointPruningBlock(ViTBlock):
-    """A ``ViTBlock`` keeping the ``ceil(keep_ratio N)`` patches the joint tokens attend to most; returns the
-    kept tokens and the leaving patches with their grid positions. Same parameters as ``ViTBlock``."""
+class JointPruningBlock(PruningBlock, ViTBlock):
+    """A ``ViTBlock`` keeping the ``ceil(keep_ratio N)`` patches the ``num_joints`` joint tokens (the last prefix
+    tokens) attend to most; returns the kept tokens and the leaving patches with their grid positions. Same
+    parameters as ``ViTBlock``."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 keep_ratio: float = 0.7, leave_update: str = "joint") -> None:
+                 keep_ratio: float = 0.5, leave_update: str = "joint", num_joints: int = 17) -> None:
         super().__init__(dim, num_heads, mlp_ratio, drop_path)
         if leave_update not in LEAVE_UPDATES:
             raise ValueError(f"leave_update must be one of {LEAVE_UPDATES}, got {leave_update!r}")
         self.keep_ratio = check_keep_ratio(keep_ratio)
         self.leave_update = leave_update
+        self.num_joints = int(num_joints)
 
     def extra_repr(self) -> str:
-        return f"keep_ratio={self.keep_ratio}, leave_update={self.leave_update!r}"
+        return f"keep_ratio={self.keep_ratio}, leave_update={self.leave_update!r}, num_joints={self.num_joints}"
 
     def forward_tokens(self, tokens: Tokens) -> tuple[Tokens, tuple[torch.Tensor, torch.Tensor] | None]:
         if self.keep_ratio >= 1.0:
             return tokens.with_x(self(tokens.x)), None
-        out, attn = self.attn.forward_with_attention(self.norm1(tokens.x))
-        tokens = tokens.with_x(tokens.x + self.drop_path(out))
-        kept, dropped = split_visual(prefix_attention_scores(attn, tokens.num_prefix), self.keep_ratio)
+        tokens, attn = self.attend(tokens, self.drop_path)
+        scores = prefix_attention_scores(attn, tokens.num_prefix, self.num_joints)
+        kept, dropped = split_visual(scores, self.keep_ratio)
         leaving = tokens.keep(dropped)
         tokens = tokens.keep(kept)
         tokens = tokens.with_x(tokens.x + self.drop_path(self.mlp(self.norm2(tokens.x))))
         y = leaving.visual
         if self.leave_update == "joint":
-            y = y + self.drop_path(self.attn.forward_cross(self.norm1(y), self.norm1(tokens.prefix)))
+            joints = tokens.prefix[:, tokens.num_prefix - self.num_joints:]
+            y = y + self.drop_path(self.attn.forward_cross(self.norm1(y), self.norm1(joints)))
         return tokens, (y, leaving.positions())
 
 
@@ -83,7 +86,7 @@ class EViTPoseBackbone(ViTPoseBackbone):
         self.fill = fill
         for i in layers:  # same parameters as the ViTBlock they replace (ViTPose checkpoints load)
             self.blocks[i] = JointPruningBlock(dim, num_heads, mlp_ratio, self.blocks[i].drop_path.p, keep_ratio,
-                                               leave_update)
+                                               leave_update, num_joints)
         self.joint_tokens = nn.Parameter(torch.zeros(1, num_joints, dim))
         nn.init.trunc_normal_(self.joint_tokens, std=0.02)
         for i in layers:

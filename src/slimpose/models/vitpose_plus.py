@@ -46,6 +46,25 @@ _EXPERT = re.compile(r"^.+\.mlp\.experts\.(\d+)\.(weight|bias)$")
 _ASSOCIATE = re.compile(r"^associate_keypoint_heads\.(\d+)\.(.+)$")
 
 
+def dataset_index(names: list[str], dataset: int | str) -> int:
+    """The index of ``dataset`` (an int, its digits, or one of ``names``) among ``names``; a ValueError naming
+    the choices otherwise."""
+    if isinstance(dataset, str):
+        if dataset.isdigit():
+            dataset = int(dataset)
+        elif dataset in names:
+            return names.index(dataset)
+        else:
+            raise ValueError(f"unknown data set {dataset!r}; this model has {names}")
+    try:
+        k = -1 if isinstance(dataset, bool) else operator.index(dataset)
+    except TypeError:
+        k = -1
+    if not 0 <= k < len(names):
+        raise ValueError(f"data set index must be an int in [0, {len(names)}) or one of {names}, got {dataset!r}")
+    return k
+
+
 class MoEMlp(nn.Module):
     """Official ``MoEMlp``: ``cat([fc2(h), sum_k experts[k](h) * 1[dataset_index == k]], -1)`` with
     ``h = GELU(fc1(x))``; no dropout."""
@@ -163,18 +182,7 @@ class ViTPosePlus(PoseNet):
 
     def index_of(self, dataset: int | str) -> int:
         """Data-set index of ``dataset`` (an index or a name of ``datasets``)."""
-        names = [name for name, _ in self.datasets]
-        if isinstance(dataset, str):
-            if dataset not in names:
-                raise ValueError(f"unknown data set {dataset!r}; this model has {names}")
-            return names.index(dataset)
-        try:
-            k = -1 if isinstance(dataset, bool) else operator.index(dataset)
-        except TypeError:
-            k = -1
-        if not 0 <= k < len(names):
-            raise ValueError(f"data set index must be an int in [0, {len(names)}) or one of {names}, got {dataset!r}")
-        return k
+        return dataset_index([name for name, _ in self.datasets], dataset)
 
     @property
     def dataset_index(self) -> int:
@@ -202,7 +210,8 @@ class ViTPosePlus(PoseNet):
                 idx = idx.expand(b)
             if idx.numel() != b:
                 raise ValueError(f"dataset_index has {idx.numel()} entries for {b} images")
-            if not torch.jit.is_tracing() and bool(((idx < 0) | (idx >= len(self.datasets))).any()):
+            tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+            if not tracing and bool(((idx < 0) | (idx >= len(self.datasets))).any()):
                 raise ValueError(f"dataset_index values must be in [0, {len(self.datasets)})")
             return idx
         return torch.full((b,), self.index_of(dataset_index), dtype=torch.long, device=images.device)

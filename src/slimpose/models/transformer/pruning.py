@@ -69,11 +69,13 @@ def num_kept(n: int, keep_ratio: float) -> int:
     return max(1, math.ceil(n * keep_ratio))
 
 
-def prefix_attention_scores(attn: torch.Tensor, num_prefix: int) -> torch.Tensor:
+def prefix_attention_scores(attn: torch.Tensor, num_prefix: int, num_scoring: int | None = None) -> torch.Tensor:
     """Attention maps (B, H, T, T) -> the score (B, N) of each visual token: the prefix -> visual attention,
-    heads averaged (``sum / H``, as official), summed over the prefix (keypoint / joint) tokens."""
+    heads averaged (``sum / H``, as official), summed over the last ``num_scoring`` prefix tokens (default:
+    all of them: the keypoint / joint tokens; a knowledge token put before the joint tokens does not vote)."""
     heads = attn.shape[1]
-    return (attn[:, :, :num_prefix, num_prefix:].sum(1) / heads).sum(1)
+    first = 0 if num_scoring is None else num_prefix - num_scoring
+    return (attn[:, :, first:num_prefix, num_prefix:].sum(1) / heads).sum(1)
 
 
 def select_visual(scores: torch.Tensor, keep_ratio: float) -> torch.Tensor:
@@ -106,7 +108,23 @@ def visual_at(visual: torch.Tensor, index: torch.Tensor | None, positions: torch
     return visual.gather(1, slot.unsqueeze(-1).expand(-1, -1, visual.shape[-1]))
 
 
-class PruningTokenBlock(TokenBlock):
+class PruningBlock:
+    """What every pruning block shares (``PruningTokenBlock``, EViTPose's ``JointPruningBlock``): its
+    ``keep_ratio`` and the attention step that also returns the maps. Mixed into a block class with ``norm1``
+    and ``attn`` (an ``Attention``)."""
+
+    keep_ratio: float
+
+    def extra_repr(self) -> str:
+        return f"keep_ratio={self.keep_ratio}"
+
+    def attend(self, tokens: "Tokens", drop_path: nn.Module | None = None) -> tuple["Tokens", torch.Tensor]:
+        """``x + attn(norm1(x))`` on every token (the explicit path) and the attention maps (B, H, T, T)."""
+        out, attn = self.attn.forward_with_attention(self.norm1(tokens.x))
+        return tokens.with_x(tokens.x + (out if drop_path is None else drop_path(out))), attn
+
+
+class PruningTokenBlock(PruningBlock, TokenBlock):
     """A ``TokenBlock`` that keeps the ``ceil(keep_ratio N)`` visual tokens the prefix tokens attend to most,
     between its attention and its MLP (PPT). Same parameters as ``TokenBlock``."""
 
@@ -115,31 +133,24 @@ class PruningTokenBlock(TokenBlock):
         super().__init__(dim, num_heads, mlp_ratio, scale_with_head, drop)
         self.keep_ratio = check_keep_ratio(keep_ratio)
 
-    def extra_repr(self) -> str:
-        return f"keep_ratio={self.keep_ratio}"
-
     def forward_tokens(self, tokens: "Tokens") -> "Tokens":
         if self.keep_ratio >= 1.0:
             return super().forward_tokens(tokens)
-        out, attn = self.attn.forward_with_attention(self.norm1(tokens.x))
-        tokens = tokens.with_x(tokens.x + out)
+        tokens, attn = self.attend(tokens)
         tokens = tokens.keep(select_visual(prefix_attention_scores(attn, tokens.num_prefix), self.keep_ratio))
         return tokens.with_x(tokens.x + self.mlp(self.norm2(tokens.x)))
 
 
 def set_keep_ratio(model: nn.Module, keep_ratio: float) -> int:
-    """Set the ratio of every pruning block of ``model`` (``PruningTokenBlock`` and EViTPose's); returns how
-    many there are (0: the model does not prune)."""
+    """Set the ratio of every pruning block of ``model``; returns how many there are (0: it does not prune).
+    (``TokenTransformer.pruning`` keeps the schedule the model was built with.)"""
     r = check_keep_ratio(keep_ratio)
-    n = 0
-    for m in model.modules():
-        if hasattr(m, "keep_ratio") and isinstance(getattr(m, "keep_ratio"), float):
-            m.keep_ratio = r
-            n += 1
-    return n
+    blocks = [m for m in model.modules() if isinstance(m, PruningBlock)]
+    for m in blocks:
+        m.keep_ratio = r
+    return len(blocks)
 
 
 def pruning_layers(model: nn.Module) -> list[tuple[str, float]]:
     """``(module name, keep_ratio)`` of every pruning block of ``model``, in order."""
-    return [(name, m.keep_ratio) for name, m in model.named_modules()
-            if hasattr(m, "keep_ratio") and isinstance(getattr(m, "keep_ratio"), float)]
+    return [(name, m.keep_ratio) for name, m in model.named_modules() if isinstance(m, PruningBlock)]

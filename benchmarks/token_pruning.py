@@ -5,6 +5,8 @@
     python benchmarks/token_pruning.py sweep        # train on synthetic people, AP vs GFLOPs vs latency
     python benchmarks/token_pruning.py checkpoint --checkpoint outputs/demo/checkpoints/teacher.pth --layers 1 2 3
                                                     # prune a trained token model without retraining
+    python benchmarks/token_pruning.py finetune --checkpoint .../student_distill.pth --layers 1 2 3 --ratios 1.0 0.5
+                                                    # the same, fine-tuned with pruning (its own recipe)
     python benchmarks/token_pruning.py pareto --inputs A.json B.json ...   # one relative Pareto figure
 
 ``complexity`` counts params and GFLOPs (conv + linear MACs, the papers' convention; also with attention)
@@ -326,6 +328,53 @@ def prune_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
             "layers": list(args.layers), "threads": args.threads, "points": points}
 
 
+def finetune(args: argparse.Namespace) -> dict[str, Any]:
+    """PPT with training: the trained model ``--checkpoint`` fine-tuned ``--epochs`` epochs with its own recipe
+    (its distillation section and teacher included) at every keep ratio of ``--ratios`` (1.0 = the unpruned
+    control under the same budget), lr x0.1, then evaluated at that ratio. Resumable: a rerun skips done rows."""
+    from slimpose.config.parse import config_from_dict
+    from slimpose.engine.checkpoint import load_checkpoint
+    from slimpose.training import fit_config
+
+    ckpt = load_checkpoint(args.checkpoint)
+    base = config_from_dict(ckpt["config"], where=str(args.checkpoint))
+    json_path = Path(args.out).with_suffix(".json")
+    res: dict[str, Any] = load_json(json_path, "finetune results") if json_path.is_file() else {}
+    res.update(checkpoint=str(args.checkpoint), model=base.model.name, overrides=base.model.overrides,
+               layers=list(args.layers), epochs=args.epochs, threads=args.threads,
+               method="distill" if base.distill is not None else "train")
+    res.setdefault("rows", {})
+    for keep in args.ratios:
+        if str(keep) in res["rows"]:
+            continue
+        cfg = copy.deepcopy(base)
+        if args.data_root:
+            cfg.data.data_root = args.data_root
+        cfg.model.overrides = {**cfg.model.overrides, "pruning": {"layers": list(args.layers), "keep_ratio": keep}}
+        cfg.model.pretrained = str(args.checkpoint)
+        cfg.optim.lr *= 0.1
+        cfg.schedule = ScheduleConfig(epochs=args.epochs, warmup_iters=0, milestones=())
+        cfg.eval_interval, cfg.num_threads, cfg.tensorboard = args.epochs, args.threads, False
+        cfg.data.workers = cfg.data.val_workers = args.workers
+        cfg.work_dir = str(Path(args.out + "_runs") / f"r{keep}")
+        t0 = time.perf_counter()
+        summary, _ = fit_config(cfg)
+        res["rows"][str(keep)] = {"keep_ratio": keep, "AP": float(summary["val_AP"]),
+                                  "minutes": (time.perf_counter() - t0) / 60}
+        write_json_atomic(json_path, res, indent=2)
+    return res
+
+
+def render_finetune(res: dict[str, Any]) -> str:
+    lines = [f"PPT with training: `{res['checkpoint']}` (`{res['model']}`, {res['method']}) fine-tuned {res['epochs']} "
+             f"epochs at each keep ratio (pruning at blocks {res['layers']}; its own recipe, lr x0.1; "
+             f"{res['threads']} thread(s)), evaluated at that ratio.", "",
+             "| keep ratio | AP | minutes |", "|---:|---:|---:|"]
+    for r in res["rows"].values():
+        lines.append(f"| {r['keep_ratio']:.1f} | {100 * r['AP']:.1f} | {r['minutes']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_checkpoint(res: dict[str, Any]) -> str:
     lines = [f"PPT without retraining on `{res['checkpoint']}` (`{res['model']}` {res['overrides']}), pruning at "
              f"blocks {res['layers']}; COCO AP on its synthetic val split; eager latency at batch 32, "
@@ -411,7 +460,7 @@ def render_pareto(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=("complexity", "latency", "sweep", "checkpoint", "pareto"))
+    p.add_argument("part", choices=("complexity", "latency", "sweep", "checkpoint", "finetune", "pareto"))
     p.add_argument("--inputs", nargs="+", default=[], help="pareto: sweep / checkpoint result JSONs")
     p.add_argument("--checkpoint", default=None, help="checkpoint: a trained token model to prune")
     p.add_argument("--layers", type=int, nargs="+", default=[3, 6, 9], help="checkpoint: pruning blocks")
@@ -429,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     args = p.parse_args(argv)
     suffix = {"complexity": "complexity", "latency": "latency_cpu", "sweep": "sweep_cpu",
-              "checkpoint": "checkpoint_cpu", "pareto": "pareto_cpu"}[args.part]
+              "checkpoint": "checkpoint_cpu", "finetune": "finetune_cpu", "pareto": "pareto_cpu"}[args.part]
     args.out = args.out or f"benchmarks/results/token_pruning_{suffix}"
     out = Path(args.out)
     if args.part == "complexity":
@@ -441,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.part == "pareto":
         res = pareto(args)
         text = render_pareto(res)
+    elif args.part == "finetune":
+        if not args.checkpoint:
+            p.error("finetune needs --checkpoint")
+        res = finetune(args)
+        text = render_finetune(res)
     elif args.part == "checkpoint":
         if not args.checkpoint:
             p.error("checkpoint needs --checkpoint")

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from slimpose.utils.io import SlimposeInputError
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "distilpose_ablation.py"
+from _shared import load_benchmark
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("distilpose_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("distilpose_ablation")
 
 
 def student(ap: float, cs: bool, sh: bool, kt: bool, vt: bool) -> dict:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from slimpose.utils.io import SlimposeInputError
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "knowledge_token.py"
+from _shared import load_benchmark
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("knowledge_token_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("knowledge_token")
 
 
 def _row(ap, steps=100):

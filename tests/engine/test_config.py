@@ -213,7 +213,8 @@ def test_warmup_multistep_schedule():
 
 def test_extra_training_sources_share_the_skeleton(tmp_path):
     """``data.extra_train`` adds training sets of the same skeleton (a plain union at equal weights); other
-    skeletons and unequal weights are refused until a unified skeleton and a mixed sampler exist."""
+    skeletons are refused until the unified skeleton is wired into the data sets; unequal weights mix through
+    the ``MixedSampler``."""
     from slimpose.data.synth import generate_synthetic_dataset
     from slimpose.engine.builders import build_train_dataset
     from slimpose.heads import default_head
@@ -236,6 +237,15 @@ def test_extra_training_sources_share_the_skeleton(tmp_path):
                                       "extra_train": [{"dataset": "mpii"}]}})
     with pytest.raises(SlimposeInputError, match="unified skeleton"):
         build_train_dataset(mpii, codec)
-    cfg.data.extra_train[0].weight = 2.0
-    with pytest.raises(SlimposeInputError, match="mixed sampler"):
+    # unequal weights: the same union, mixed in those proportions by the train loader's MixedSampler
+    from slimpose.data.sampler import MixedSampler
+    from slimpose.engine.builders import build_train_loader
+    from slimpose.engine.distributed import DistInfo
+
+    cfg.data.extra_train[0].weight = 3.0
+    cfg.data.batch_size = 2
+    loader = build_train_loader(cfg, build_train_dataset(cfg, codec), DistInfo())
+    assert isinstance(loader.sampler, MixedSampler) and loader.sampler.weights == [1.0, 3.0]
+    cfg.data.extra_train[0].weight = -1.0
+    with pytest.raises(SlimposeInputError, match="weight must be >= 0"):
         build_train_dataset(cfg, codec)

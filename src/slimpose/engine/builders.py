@@ -132,8 +132,8 @@ def build_train_dataset(cfg: TrainConfig, codec: Any) -> Any:
     """The training set: the main data set, concatenated with ``data.extra_train`` when given.
 
     Every extra source keeps its own skeleton; today they must share the main set's keypoints (mixing
-    skeletons needs a unified skeleton) and every weight must be the same (weighted mixing needs a mixed
-    sampler); both are refused with a clear error otherwise.
+    skeletons needs the unified skeleton wired into the data sets), refused with a clear error otherwise.
+    Differing ``weight`` s are honoured by ``build_train_loader`` (``slimpose.data.sampler.MixedSampler``).
     """
     main = build_dataset(cfg, "train", codec)
     if not cfg.data.extra_train:
@@ -146,10 +146,8 @@ def build_train_dataset(cfg: TrainConfig, codec: Any) -> Any:
             raise SlimposeInputError(
                 f"data.extra_train[{i}]: {src.dataset!r} has another skeleton ({spec.info.num_keypoints} "
                 f"keypoints) than {cfg.data.dataset!r}; training on several skeletons needs a unified skeleton")
-        if src.weight != cfg.data.weight:
-            raise SlimposeInputError(
-                f"data.extra_train[{i}].weight {src.weight} differs from data.weight {cfg.data.weight}: weighted "
-                "mixing of data sets needs a mixed sampler; give every source the same weight")
+        if src.weight < 0:
+            raise SlimposeInputError(f"data.extra_train[{i}].weight must be >= 0, got {src.weight}")
         parts.append(topdown_dataset(cfg, _source_instances(src, spec), spec.info, codec, train=True))
     return ConcatDataset(parts)
 
@@ -160,9 +158,18 @@ def _source_instances(src: DataSource, spec: DatasetSpec) -> list[Any]:
 
 
 def build_train_loader(cfg: TrainConfig, dataset: Any, dist: DistInfo) -> DataLoader:
-    """Shuffled per (seed, epoch) by a ``DistributedSampler`` (also with one process), drop_last."""
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
+    """Shuffled per (seed, epoch) by a ``DistributedSampler`` (also with one process), drop_last; several
+    sources with different ``weight`` s are mixed in those proportions by a ``MixedSampler`` (as many draws
+    per epoch as there are instances)."""
+    weights = [cfg.data.weight] + [s.weight for s in cfg.data.extra_train]
+    if isinstance(dataset, ConcatDataset) and len(set(weights)) > 1:
+        from slimpose.data.sampler import MixedSampler
+
+        sampler: Any = MixedSampler([len(d) for d in dataset.datasets], weights, seed=cfg.seed,
+                                    num_replicas=dist.world_size, rank=dist.rank)
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=True)
     if len(sampler) < cfg.data.batch_size:
         raise SlimposeInputError(f"only {len(sampler)} training instances per process, fewer than "
                                  f"data.batch_size={cfg.data.batch_size}")

@@ -34,6 +34,7 @@ model's state dict is the token alone (the frozen teacher is held outside the mo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import os
@@ -378,11 +379,8 @@ def knowledge_token_distiller(cfg: TrainConfig, teacher: nn.Module | None = None
         if t_token is not None:
             width = token_width(kd_teacher, "teacher") if supports_prefix(kd_teacher) else None
             _check_token_teacher(section, t_token, record["sha256"], width)
-        if section.teacher_with_token:
-            copy = KnowledgeToken(t_token.dim, t_token.teacher, init_std=0.0)
-            with torch.no_grad():
-                copy.token.copy_(t_token.token)
-            kd_teacher = KnowledgeTokenModel(kd_teacher, copy.freeze(), frozen=True)
+        if section.teacher_with_token:  # the teacher's own copy, outside the student's module tree
+            kd_teacher = KnowledgeTokenModel(kd_teacher, copy.deepcopy(t_token).freeze(), frozen=True)
         if section.check_teacher:
             record["extra"].update(_check_heatmaps(model, kd_teacher))
         terms.append(HeatmapKDTerm(section.output_kd))

@@ -25,12 +25,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimpose.models.transformer.blocks import init_transformer_
 from slimpose.models.transformer.encoder import Tokens
 from slimpose.models.transformer.pruning import (
     PruningBlock, check_keep_ratio, prefix_attention_scores, split_visual,
 )
-from slimpose.models.vitpose import VITPOSE_SIZES, ViTBlock, ViTPose, ViTPoseBackbone
+from slimpose.models.vitpose import VITPOSE_SIZES, ViTBlock, ViTPose, ViTPoseBackbone, prepend
 
 LEAVE_UPDATES = ("joint", "none")
 FILLS = ("leaving", "zero")
@@ -76,27 +75,27 @@ class EViTPoseBackbone(ViTPoseBackbone):
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, patch_size: int = 16,
                  padding: int = 2, num_joints: int = 17, prune_layers: tuple[int, ...] = (3, 6, 9),
                  keep_ratio: float = 0.5, leave_update: str = "joint", fill: str = "leaving") -> None:
-        super().__init__(image_size, dim, depth, num_heads, mlp_ratio, drop_path_rate, patch_size, padding)
         if fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
         layers = sorted({int(i) for i in prune_layers})
         if layers and not 0 <= layers[0] <= layers[-1] < depth:
             raise ValueError(f"prune_layers {tuple(prune_layers)} must lie in [0, {depth})")
+
+        def block(i: int, rate: float) -> nn.Module:  # same parameters as a ViTBlock (ViTPose checkpoints load)
+            if i in layers:
+                return JointPruningBlock(dim, num_heads, mlp_ratio, rate, keep_ratio, leave_update, num_joints)
+            return ViTBlock(dim, num_heads, mlp_ratio, rate)
+
+        super().__init__(image_size, dim, depth, num_heads, mlp_ratio, drop_path_rate, patch_size, padding, block)
         self.prune_layers = tuple(layers)
         self.fill = fill
-        for i in layers:  # same parameters as the ViTBlock they replace (ViTPose checkpoints load)
-            self.blocks[i] = JointPruningBlock(dim, num_heads, mlp_ratio, self.blocks[i].drop_path.p, keep_ratio,
-                                               leave_update, num_joints)
         self.joint_tokens = nn.Parameter(torch.zeros(1, num_joints, dim))
         nn.init.trunc_normal_(self.joint_tokens, std=0.02)
-        for i in layers:
-            init_transformer_(self.blocks[i])
 
     def forward(self, images: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(images)
-        joints = self.joint_tokens.expand(x.shape[0], -1, -1)
-        if prefix is not None:  # extra tokens (a knowledge token) go before the joint tokens, never pruned
-            joints = torch.cat((prefix.expand(x.shape[0], -1, -1).to(x.dtype), joints), dim=1)
+        # extra tokens (a knowledge token) go before the joint tokens, never pruned
+        joints = prepend(prefix, self.joint_tokens.expand(x.shape[0], -1, -1))
         tokens = Tokens(torch.cat((joints, x), dim=1), joints.shape[1])
         left: list[tuple[torch.Tensor, torch.Tensor]] = []
         for block in self.blocks:

@@ -22,6 +22,8 @@ layout onto them.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,13 +78,16 @@ class ViTPoseBackbone(nn.Module):
 
     def __init__(self, image_size: tuple[int, int] = (192, 256), dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, patch_size: int = 16,
-                 padding: int = 2) -> None:
+                 padding: int = 2, block_fn: Callable[[int, float], nn.Module] | None = None) -> None:
+        """``block_fn(i, drop_path)`` builds block ``i`` (default a ``ViTBlock``; EViTPose and ViTPose++ plug in
+        their pruning / expert blocks here)."""
         super().__init__()
         self.patch_embed = PatchEmbed(image_size, (patch_size, patch_size), 3, dim, padding=padding)
         self.out_channels = dim
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, dim))
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear in depth, as timm
-        self.blocks = nn.ModuleList(ViTBlock(dim, num_heads, mlp_ratio, rates[i]) for i in range(depth))
+        make = block_fn or (lambda i, rate: ViTBlock(dim, num_heads, mlp_ratio, rate))
+        self.blocks = nn.ModuleList(make(i, rates[i]) for i in range(depth))
         self.last_norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         init_transformer_(self)
@@ -101,14 +106,18 @@ class ViTPoseBackbone(nn.Module):
         """Feature map of ``images``; ``prefix`` (B or 1, P, C) tokens (e.g. a knowledge token, ViTPose Sec. 3.4)
         are put before the patch tokens, take part in every block (no position embedding) and are dropped at
         the end."""
-        x = self.embed(images)
-        p = 0
-        if prefix is not None:
-            p = prefix.shape[1]
-            x = torch.cat((prefix.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
+        x = prepend(prefix, self.embed(images))
+        p = 0 if prefix is None else prefix.shape[1]
         for block in self.blocks:
             x = block(x)
         return self.to_map(x[:, p:])
+
+
+def prepend(prefix: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """``prefix`` tokens (B or 1, P, C) put before the tokens ``x`` (B, N, C); ``x`` itself without a prefix."""
+    if prefix is None:
+        return x
+    return torch.cat((prefix.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
 
 
 class SimpleDecoder(nn.Module):

@@ -33,7 +33,7 @@ from torch import nn
 from slimpose.heads.heatmap import HeatmapHead
 from slimpose.models.base import PoseNet
 from slimpose.models.layers import DeconvHead
-from slimpose.models.transformer.blocks import Attention, init_transformer_
+from slimpose.models.transformer.blocks import Attention
 from slimpose.models.vitpose import VITPOSE_SIZES, DropPath, SimpleDecoder, ViTPose, ViTPoseBackbone
 
 # the official data sets, in dataset-index order (``dataset_idx`` of the official configs)
@@ -113,17 +113,14 @@ class ViTPosePlusBackbone(ViTPoseBackbone):
     def __init__(self, image_size: tuple[int, int] = (192, 256), dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, patch_size: int = 16,
                  padding: int = 2, part_features: int = 192, num_experts: int = 6) -> None:
-        super().__init__(image_size, dim, 0, num_heads, mlp_ratio, 0.0, patch_size, padding)  # no plain blocks
+        super().__init__(image_size, dim, depth, num_heads, mlp_ratio, drop_path_rate, patch_size, padding,
+                         lambda i, rate: MoEBlock(dim, num_heads, part_features, num_experts, mlp_ratio, rate))
         # what a plain ViTPoseBackbone of the same shape takes (``ViTPosePlus.split``)
         self.plain_config = dict(image_size=tuple(image_size), dim=dim, depth=depth, num_heads=num_heads,
                                  mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, patch_size=patch_size,
                                  padding=padding)
         self.part_features = int(part_features)
         self.num_experts = int(num_experts)
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(MoEBlock(dim, num_heads, part_features, num_experts, mlp_ratio, rates[i])
-                                    for i in range(depth))
-        init_transformer_(self.blocks)
 
     def forward(self, images: torch.Tensor, dataset_index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         x = self.embed(images)

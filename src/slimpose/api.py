@@ -144,7 +144,7 @@ def _as_boxes(boxes: Any, image_shape: tuple[int, ...], what: str) -> tuple[np.n
 # test settings of a checkpoint's config that ``load(..., **kwargs)`` may override: keyword -> config key
 CONFIG_KWARGS = {"dark": "dark", "flip_test": "flip_test", "score_thr": "score_thr",
                  "shift_heatmap": "shift_heatmap", "udp": "data.udp", "sigma": "data.sigma"}
-MODEL_KWARGS = ("info", "padding", "batch_size")
+MODEL_KWARGS = ("info", "padding", "batch_size", "skeleton")
 
 
 def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any] | None = None) -> Any:
@@ -185,7 +185,9 @@ class PoseModel:
     Args:
         model: a slimpose pose network (``slimpose.models``).
         head: its head (``slimpose.heads``): decoding and flip test.
-        info: ``DatasetInfo`` (flip pairs, skeleton for drawing); default: by keypoint count.
+        info: ``DatasetInfo`` of the keypoints the model predicts (flip pairs); default: by keypoint count.
+        skeleton: the keypoints of the results (``unified.skeleton_map``): ``None`` the model's own; a model
+            trained on the unified skeleton also gives 'coco', 'mpii', 'aic', 'crowdpose' or 'unified'.
         udp: crops are warped with the UDP matrix (models trained with UDP).
         flip_test: average with the flipped crop (per-call override in ``predict``).
         score_thr: keypoint score threshold of the instance rescoring.
@@ -203,8 +205,10 @@ class PoseModel:
         padding: float = BOX_PADDING,
         batch_size: int = 32,
         device: str | torch.device = "cpu",
+        skeleton: str | None = None,
     ) -> None:
         from slimpose.data.catalog import info_for
+        from slimpose.data.unified import skeleton_map
         from slimpose.engine.tasks import TopDownTask
 
         self.device = torch.device(device)
@@ -217,8 +221,12 @@ class PoseModel:
         self.score_thr = score_thr
         self.padding = padding
         self.batch_size = max(1, int(batch_size))
-        self.num_keypoints = int(model.num_keypoints)
-        self.info = info if info is not None else info_for("coco", self.num_keypoints)
+        self.model_info = info if info is not None else info_for("coco", int(model.num_keypoints))
+        try:
+            self.info, self.select = skeleton_map(self.model_info, skeleton)  # the results' keypoints
+        except ValueError as e:
+            raise SlimposeInputError(f"skeleton: {e}") from None
+        self.num_keypoints = self.info.num_keypoints
 
     # ------------------------------------------------------------------ construction
 
@@ -252,8 +260,10 @@ class PoseModel:
             raise SlimposeInputError(f"{where}: weights do not fit {cfg.model.name!r}: {e}") from None
         except SlimposeInputError as e:
             raise SlimposeInputError(f"{where}: {e}") from None
-        params: dict[str, Any] = dict(udp=cfg.data.udp, flip_test=cfg.flip_test, score_thr=cfg.score_thr,
-                                      info=info_for(cfg.data.dataset, int(model.num_keypoints)))
+        from slimpose.engine.builders import model_info
+
+        info = model_info(cfg) if cfg.data.skeleton else info_for(cfg.data.dataset, int(model.num_keypoints))
+        params: dict[str, Any] = dict(udp=cfg.data.udp, flip_test=cfg.flip_test, score_thr=cfg.score_thr, info=info)
         params.update(kwargs)
         pm = cls(model, build_head(cfg, model), device=device, **params)
         pm.config = cfg
@@ -278,13 +288,16 @@ class PoseModel:
     @torch.no_grad()
     def predict_crops(self, crops: np.ndarray | torch.Tensor, flip: bool | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised crops (B,3,H,W) -> keypoints (B,K,2) in crop pixels and scores (B,K), in batches."""
+        """Normalised crops (B,3,H,W) -> keypoints (B,K,2) in crop pixels and scores (B,K), in batches (K: the
+        results' skeleton)."""
         flip = self.flip_test if flip is None else flip
-        pairs = [tuple(p) for p in self.info.flip_pairs] if flip else None
+        pairs = [tuple(p) for p in self.model_info.flip_pairs] if flip else None
         x = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
         kps, scs = [], []
         for i in range(0, x.shape[0], self.batch_size):
             k, s = self.task.predict(x[i:i + self.batch_size].to(self.device, torch.float32), pairs)
+            if self.select is not None:
+                k, s = k[:, list(self.select)], s[:, list(self.select)]
             kps.append(np.asarray(k, dtype=np.float32))
             scs.append(np.asarray(s, dtype=np.float32))
         if not kps:

@@ -101,6 +101,12 @@ def test_recipes_as_published():
         if name.startswith("vitpose_"):  # ViTPose: AdamW 5e-4, weight decay 0.1, layer decay, clipping 1.0
             assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.grad_clip) == \
                 ("adamw", 5e-4, 0.1, 1.0), name
+        elif name.startswith("unitranspose_"):  # no official config: ViTPose's optimiser without layer decay
+            lr, wd = (1e-3, 0.05) if "synth" in name else (5e-4, 0.1)
+            assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.layer_decay) == \
+                ("adamw", lr, wd, 0.0), name
+            assert cfg.model.name in ("unitranspose_t", "unitranspose_s", "unitranspose_b"), name
+            assert (cfg.data.skeleton == "unified") == ("multi" in name or "unified" in name), name
         else:
             lr = 2e-3 if name.startswith("litehrnet_") else 1e-3  # the official Lite-HRNet configs: Adam 2e-3
             assert cfg.optim.name == "adam" and cfg.optim.lr == lr, name
@@ -213,8 +219,8 @@ def test_warmup_multistep_schedule():
 
 def test_extra_training_sources_share_the_skeleton(tmp_path):
     """``data.extra_train`` adds training sets of the same skeleton (a plain union at equal weights); other
-    skeletons are refused until the unified skeleton is wired into the data sets; unequal weights mix through
-    the ``MixedSampler``."""
+    skeletons are refused unless ``data.skeleton=unified`` (tests/engine/test_unified_training.py); unequal
+    weights mix through the ``MixedSampler``."""
     from slimpose.data.synth import generate_synthetic_dataset
     from slimpose.engine.builders import build_train_dataset
     from slimpose.heads import default_head
@@ -235,7 +241,7 @@ def test_extra_training_sources_share_the_skeleton(tmp_path):
     assert both[len(main_only)]["target"].shape == main_only[0]["target"].shape
     mpii = config_from_dict({"data": {"data_root": str(tmp_path / "a"), "input_size": [48, 64],
                                       "extra_train": [{"dataset": "mpii"}]}})
-    with pytest.raises(SlimposeInputError, match="unified skeleton"):
+    with pytest.raises(SlimposeInputError, match="set data.skeleton=unified to train on both"):
         build_train_dataset(mpii, codec)
     # unequal weights: the same union, mixed in those proportions by the train loader's MixedSampler
     from slimpose.data.sampler import MixedSampler

@@ -10,13 +10,17 @@ from slimpose.data.synth import SKELETONS, SYNTH_PRESETS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True)
-    p = sub.add_parser("synth", help="write a synthetic-people keypoint data set (COCO or MPII format)",
+    p = sub.add_parser("synth", help="write a synthetic-people keypoint data set (COCO, MPII, AI Challenger "
+                                     "or CrowdPose skeleton)",
                        description="Write DIR/images/{split}/*.jpg and "
                                    "DIR/annotations/person_keypoints_{split}.json (17 COCO keypoints, "
                                    "visibility from the rendered depth, 3-D joints and cameras), or with "
                                    "--skeleton mpii the same images as DIR/images/*.jpg and "
                                    "DIR/annotations/mpii_{split}.json (the HRNet/MMPose MPII json list: 16 "
-                                   "joints, 1-based, center/scale, head boxes; the catalog's 'mpii' layout). "
+                                   "joints, 1-based, center/scale, head boxes; the catalog's 'mpii' layout), "
+                                   "or with --skeleton aic / crowdpose the same images under the same names "
+                                   "and DIR/annotations/{aic,crowdpose}_{split}.json (COCO format, 14 "
+                                   "joints: the COCO limb joints plus head top and neck). "
                                    "The same seed gives byte-identical files.")
     p.add_argument("--out", required=True, help="output folder DIR")
     p.add_argument("--images", type=int, required=True, help="number of images")
@@ -29,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="default: the benchmark set (1-4 people, occluders, all views); easy: one large person "
                         "mostly facing the camera (CPU-minute demos)")
     p.add_argument("--skeleton", choices=SKELETONS, default="coco",
-                   help="coco: COCO keypoints json (default); mpii: MPII json list with head boxes")
+                   help="coco: COCO 17-keypoint json (default); mpii: MPII 16-joint json list with head "
+                        "boxes; aic: AI Challenger 14-joint COCO-format json (annotations/aic_{split}.json); "
+                        "crowdpose: CrowdPose 14-joint COCO-format json (annotations/crowdpose_{split}.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint (.pth) to evaluate")
     parser.add_argument("--out-dir", default=None, help="where results/metrics files go (default: work_dir)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--per-source", action="store_true",
+                        help="score the val split of the main data set and of every data.extra_train source, "
+                             "each in its own skeleton and metric (a unified-skeleton model on each data set); "
+                             "files get the tag eval_<dataset>")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,17 +33,39 @@ def run(args: argparse.Namespace) -> int:
     from slimpose.training import build_config_model
 
     cfg = build_config(args)
-    metrics = evaluate_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir,
-                                  build=lambda c: build_config_model(c, load_pretrained=False))
+
+    def build(c):
+        return build_config_model(c, load_pretrained=False)
+
+    if args.per_source:
+        from slimpose.engine.builders import source_configs
+
+        per = {label: evaluate_checkpoint(c, args.checkpoint, out_dir=args.out_dir, tag=f"eval_{label}", build=build)
+               for label, c in source_configs(cfg)}
+        if int(os.environ.get("RANK", "0")) == 0:
+            if args.json:
+                print(json.dumps(per, indent=2))
+            else:
+                for label, metrics in per.items():
+                    print(f"== {label}")
+                    _print(metrics)
+        return 0
+    metrics = evaluate_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir, build=build)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: print once
         return 0
     if args.json:
         print(json.dumps(metrics, indent=2))
-    elif "AP" in metrics:
+    else:
+        _print(metrics)
+    return 0
+
+
+def _print(metrics: dict) -> None:
+    """The COCO stats table for AP metrics, else one line per metric."""
+    if "AP" in metrics:
         from slimpose.evaluation.coco import stats_table
 
         print(stats_table(metrics))
     else:
         for k, v in metrics.items():
             print(f"{k:>20}: {v:.4f}")
-    return 0

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from slimpose.data.boxes import load_detections, load_gt_index
+from slimpose.data.unified import SKELETON_CHOICES
 from slimpose.utils.io import SlimposeInputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-vis", action="store_true", help="do not write overlays")
     parser.add_argument("--max-frames", type=int, default=0,
                         help="video/webcam: stop after N frames (0: all)")
+    parser.add_argument("--skeleton", default=None, choices=SKELETON_CHOICES,
+                        help="keypoints of the results (default: the model's own); a model trained with "
+                             "data.skeleton=unified gives any of these")
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -119,7 +123,8 @@ class _Runner:
         from slimpose.api import load
 
         self.args = args
-        self.model = load(args.checkpoint, device=args.device, batch_size=args.batch, flip_test=args.flip)
+        self.model = load(args.checkpoint, device=args.device, batch_size=args.batch, flip_test=args.flip,
+                          skeleton=args.skeleton)
         self.sigmas = np.asarray(self.model.info.sigmas, dtype=np.float64)
         self.names, gt_boxes = (None, {})
         # MPII json list: file name -> (record indices, boxes); results get record-index image ids

@@ -12,6 +12,7 @@ with a method section trains through the distiller. Every run writes its config 
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,10 @@ class DataConfig:
     ``dataset`` is a name of ``slimpose.data.catalog.CATALOG``; its files are derived from ``data_root``
     with the official layout, and the ``*_ann`` / ``*_images`` / ``det_file`` fields override them.
     ``extra_train`` lists further training data sets, each with its own skeleton and weight; ``weight``
-    is the main set's.
+    is the main set's. ``skeleton``: ``None`` trains in the main set's own keypoints (every source must share
+    them); ``"unified"`` maps every source into the 22-joint unified set (``slimpose.data.unified``: joints a
+    source does not label get zero weight) and the model predicts those 22, scored on the validation set in
+    its own skeleton.
     """
 
     dataset: str = "synthetic"
@@ -99,6 +103,7 @@ class DataConfig:
     synthetic_preset: str = "default"  # "default" (the benchmark set) or "easy" (SynthConfig.easy())
     weight: float = 1.0
     extra_train: list[DataSource] = field(default_factory=list)
+    skeleton: str | None = None  # None: the main set's keypoints; "unified": slimpose.data.unified.UNIFIED
 
 
 @dataclass
@@ -349,6 +354,22 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
             raise bad(key, f"unknown data set {name!r} (choose from {', '.join(CATALOG)})")
         if not weight > 0:
             raise bad(key.replace("dataset", "weight"), f"must be positive, got {weight}")
+    roots: dict[str, str] = {}
+    for key, name, root in [("data", d.dataset, d.data_root)] + [
+            (f"data.extra_train[{i}]", s.dataset, s.data_root) for i, s in enumerate(d.extra_train)]:
+        if CATALOG[name].synthetic:
+            other = roots.setdefault(os.path.abspath(os.path.expanduser(root)), key)
+            if other != key:
+                raise bad(f"{key}.data_root", f"{root!r} is also {other}.data_root: each synthetic data set "
+                          "needs its own folder (their images would overwrite each other)")
+    if d.skeleton not in (None, "unified"):
+        raise bad("data.skeleton", f"{d.skeleton!r} is not 'unified' (or null for the data set's own keypoints)")
+    if d.skeleton == "unified":
+        from slimpose.data.unified import MAPPINGS
+
+        for key, name, _ in sources:
+            if CATALOG[name].info.name not in MAPPINGS:
+                raise bad(key, f"{name!r} has no mapping into the unified skeleton (known: {', '.join(MAPPINGS)})")
     if d.synthetic_preset not in SYNTH_PRESETS:
         raise bad("data.synthetic_preset", f"{d.synthetic_preset!r} is not one of {', '.join(SYNTH_PRESETS)}")
     if cfg.amp not in AMP_MODES:

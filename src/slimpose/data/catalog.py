@@ -13,7 +13,11 @@ relative to a data-set root folder:
 * MPII: ``annotations/mpii_{train,val}.json`` (the HRNet / MMPose json list) + ``images/``, scored
   with PCKh@0.5;
 * synthetic people: ``annotations/person_keypoints_{train,val}.json`` + ``images/``, generated on first
-  use (``slimpose.data.synth``), COCO keypoints.
+  use (``slimpose.data.synth``), COCO keypoints; the same people in the MPII skeleton
+  (``synthetic_mpii``: ``annotations/mpii_{train,val}.json``, ``slimpose.data.synth_mpii``) and in the AI
+  Challenger / CrowdPose skeletons (``synthetic_aic`` / ``synthetic_crowdpose``:
+  ``annotations/{aic,crowdpose}_{train,val}.json`` over the same ``images/{split}/`` files, area as the real
+  ones; ``slimpose.data.synth_coco14``).
 
 Adding a data set means one entry here (and its ``DatasetInfo`` in ``metainfo``).
 """
@@ -139,6 +143,19 @@ CATALOG: dict[str, DatasetSpec] = {
         train=SplitLayout("annotations/mpii_train.json", "images"),
         val=SplitLayout("annotations/mpii_val.json", "images"),
         metric=PCKhMetric, supports_detections=False, generate=_synthetic_people("mpii"),
+    ),
+    # the same people and images in the AI Challenger / CrowdPose skeletons, COCO json (``data.synth_coco14``)
+    "synthetic_aic": DatasetSpec(
+        "synthetic_aic", metainfo.AIC, _load_coco,
+        train=SplitLayout("annotations/aic_train.json", "images"),
+        val=SplitLayout("annotations/aic_val.json", "images"),
+        use_area=False, generate=_synthetic_people("aic"),
+    ),
+    "synthetic_crowdpose": DatasetSpec(
+        "synthetic_crowdpose", metainfo.CROWDPOSE, _load_coco,
+        train=SplitLayout("annotations/crowdpose_train.json", "images"),
+        val=SplitLayout("annotations/crowdpose_val.json", "images"),
+        use_area=False, generate=_synthetic_people("crowdpose"),
     ),
 }
 

@@ -433,8 +433,9 @@ def _annotate(canvas: sr.Canvas, person: Person, pid: int, cfg: SynthConfig) -> 
 Annotator = Callable[[sr.Canvas, Camera, Person, int, SynthConfig], "dict[str, Any] | None"]
 
 
-def _coco_annotator(canvas: sr.Canvas, cam: Camera, person: Person, pid: int,
-                    cfg: SynthConfig) -> dict[str, Any] | None:
+def annotate_coco(canvas: sr.Canvas, cam: Camera, person: Person, pid: int,
+                  cfg: SynthConfig) -> dict[str, Any] | None:
+    """The COCO writer's ``Annotator``: one person's COCO annotation (without ids), None when unseen."""
     return _annotate(canvas, person, pid, cfg)
 
 
@@ -445,7 +446,7 @@ def render_synthetic_image(rng: np.random.Generator, config: SynthConfig | None 
     ``annotate`` replaces the COCO annotation of each person (``synth_mpii`` passes its MPII one); it is
     called after all drawing and uses no randomness, so the image does not depend on it.
     """
-    annotate = annotate or _coco_annotator
+    annotate = annotate or annotate_coco
     cfg = config or SynthConfig()
     width, height = cfg.image_size
     cam = _sample_camera(rng, width, height)
@@ -472,10 +473,10 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(split.encode()), int(index)]))
 
 
-def _make_one(job: tuple[int, int, str, str, SynthConfig]
+def _make_one(job: tuple[int, int, str, str, SynthConfig, Annotator]
               ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
-    index, seed, split, image_root, cfg = job
-    result = render_synthetic_image(image_rng(seed, split, index), cfg)
+    index, seed, split, image_root, cfg, annotate = job
+    result = render_synthetic_image(image_rng(seed, split, index), cfg, annotate=annotate)
     image_id = index + 1
     file_name = f"{split}/{image_id:09d}.jpg"
     ok, buf = cv2.imencode(".jpg", result.image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
@@ -531,7 +532,35 @@ def run_jobs(worker: Callable[[Any], Any], jobs: list[Any], workers: int, progre
     return results
 
 
-SKELETONS = ("coco", "mpii")
+def render_coco_images(out_dir: str | os.PathLike, num_images: int, seed: int, split: str, cfg: SynthConfig,
+                       annotate: Annotator | None = None, workers: int = 1, progress: bool = True,
+                       desc: str | None = None) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Render images ``0 .. num_images - 1`` of ``split`` into ``out_dir/images/{split}/{id:09d}.jpg``
+    (id = index + 1; ``cfg`` already checked); returns ``(image record, annotate's annotations)`` per image,
+    in index order (``annotate`` defaults to ``annotate_coco``; it does not change the pixels)."""
+    image_root = Path(out_dir) / "images"
+    (image_root / split).mkdir(parents=True, exist_ok=True)
+    annotate = annotate or annotate_coco
+    jobs = [(i, int(seed), split, str(image_root), cfg, annotate) for i in range(int(num_images))]
+    results: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = run_jobs(
+        _make_one, jobs, workers, progress, desc or f"synth {split}")
+    results.sort(key=lambda r: r[0])
+    return [(record, anns) for _, record, anns in results]
+
+
+def coco_keypoint_json(rendered: list[tuple[dict[str, Any], list[dict[str, Any]]]], info: dict[str, Any],
+                       category: dict[str, Any]) -> dict[str, Any]:
+    """The COCO keypoint json of ``render_coco_images`` output: annotation ids 1, 2, ... in image order."""
+    images, annotations = [], []
+    for record, anns in rendered:
+        images.append(record)
+        for ann in anns:
+            annotations.append({"id": len(annotations) + 1, "image_id": record["id"], **ann})
+    return {"info": info, "licenses": [], "images": images, "annotations": annotations,
+            "categories": [category]}
+
+
+SKELETONS = ("coco", "mpii", "aic", "crowdpose")
 
 
 def generate_synthetic_dataset(
@@ -553,7 +582,9 @@ def generate_synthetic_dataset(
     ``config`` picks the generator's knobs (``SynthConfig()`` is the built-in benchmark set,
     ``SynthConfig.easy()`` a one-person preset for CPU-minute demos); its ``image_size`` is replaced by
     ``image_size``. ``skeleton="mpii"`` writes the same images as an MPII json list instead
-    (``synth_mpii.write_synthetic_mpii``: ``out_dir/annotations/mpii_{split}.json`` + ``out_dir/images``).
+    (``synth_mpii.write_synthetic_mpii``: ``out_dir/annotations/mpii_{split}.json`` + ``out_dir/images``);
+    ``"aic"`` / ``"crowdpose"`` the same images and file names with 14-joint COCO-format labels
+    (``synth_coco14.write_synthetic_coco14``: ``out_dir/annotations/{aic,crowdpose}_{split}.json``).
     """
     if skeleton not in SKELETONS:
         raise SlimposeInputError(f"synthetic data set {out_dir}: unknown skeleton {skeleton!r} "
@@ -563,29 +594,18 @@ def generate_synthetic_dataset(
         from slimpose.data.synth_mpii import write_synthetic_mpii
 
         return write_synthetic_mpii(out_dir, num_images, seed, split, cfg, workers=workers, progress=progress)
+    if skeleton in ("aic", "crowdpose"):
+        from slimpose.data.synth_coco14 import write_synthetic_coco14
+
+        return write_synthetic_coco14(out_dir, num_images, seed, split, cfg, skeleton, workers=workers,
+                                      progress=progress)
     width, height = cfg.image_size
     out = Path(out_dir)
-    image_root = out / "images"
-    (image_root / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(i, int(seed), split, str(image_root), cfg) for i in range(int(num_images))]
-    results: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = run_jobs(
-        _make_one, jobs, workers, progress, f"synth {split}")
-    results.sort(key=lambda r: r[0])
-    images, annotations = [], []
-    for _, record, anns in results:
-        images.append(record)
-        for ann in anns:
-            annotations.append({"id": len(annotations) + 1, "image_id": record["id"], **ann})
-    dataset = {
-        "info": {"description": "slimpose synthetic people", "version": "1.0", "seed": int(seed),
-                 "split": split, "image_size": [width, height], "generator": "slimpose.data.synth",
-                 "keypoints_3d": "camera frame (x right, y down, z forward), metres",
-                 "view_yaw": "degrees; 0 = the person faces the camera, 180 = seen from the back"},
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": [COCO_PERSON_CATEGORY],
-    }
+    rendered = render_coco_images(out, num_images, seed, split, cfg, workers=workers, progress=progress)
+    info = {"description": "slimpose synthetic people", "version": "1.0", "seed": int(seed), "split": split,
+            "image_size": [width, height], "generator": "slimpose.data.synth",
+            "keypoints_3d": "camera frame (x right, y down, z forward), metres",
+            "view_yaw": "degrees; 0 = the person faces the camera, 180 = seen from the back"}
     path = out / "annotations" / f"person_keypoints_{split}.json"
-    write_json_atomic(path, dataset)
+    write_json_atomic(path, coco_keypoint_json(rendered, info, COCO_PERSON_CATEGORY))
     return path

@@ -44,8 +44,8 @@ from slimpose.data import synth_render as sr
 from slimpose.utils.io import SlimposeInputError, atomic_path, write_json_atomic
 
 __all__ = ["MPII_FROM_COCO", "mpii_joints_3d", "upper_neck_point", "head_top_point", "head_box",
-           "sphere_bbox", "annotate_mpii", "mpii_record", "render_mpii_image", "mpii_image_name",
-           "generate_synthetic_mpii", "write_synthetic_mpii"]
+           "sphere_bbox", "seen_on_parts", "head_top_seen", "annotate_mpii", "mpii_record",
+           "render_mpii_image", "mpii_image_name", "generate_synthetic_mpii", "write_synthetic_mpii"]
 
 # MPII joint -> COCO keypoint of the synthetic body (the joints both skeletons share).
 MPII_FROM_COCO = {0: 16, 1: 14, 2: 12, 3: 11, 4: 13, 5: 15, 10: 10, 11: 8, 12: 6, 13: 5, 14: 7, 15: 9}
@@ -118,9 +118,18 @@ def head_box(cam: S.Camera, body: sb.Body) -> np.ndarray:
     return np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
 
 
-def _seen_on_parts(canvas: sr.Canvas, uv: np.ndarray, pid: int, parts: tuple[int, ...]) -> bool:
+def seen_on_parts(canvas: sr.Canvas, uv: np.ndarray, pid: int, parts: tuple[int, ...]) -> bool:
+    """Whether person ``pid`` is on top at pixel position ``uv`` (2,) with one of its ``parts``."""
     ix, iy = S.pixel_index(uv[None, :], canvas.width, canvas.height)
     return bool(canvas.owner[iy[0], ix[0]] == pid and int(canvas.part[iy[0], ix[0]]) in parts)
+
+
+def head_top_seen(canvas: sr.Canvas, cam: S.Camera, body: sb.Body, pid: int) -> bool:
+    """The head top's seen test: the top is on the head's outline, so a point 0.3 r inside it must show
+    this person's head."""
+    r = body.shape.head_radius
+    probe = cam.project((body.points[sb.HEAD_CENTER] + r * body.dirs[sb.HEAD_UP])[None, :])[0]
+    return seen_on_parts(canvas, probe, pid, (sb.PART_HEAD,))
 
 
 def annotate_mpii(canvas: sr.Canvas, cam: S.Camera, person: S.Person, pid: int,
@@ -142,13 +151,10 @@ def annotate_mpii(canvas: sr.Canvas, cam: S.Camera, person: S.Person, pid: int,
     seen = np.zeros(16, dtype=bool)
     for j, k in MPII_FROM_COCO.items():
         seen[j] = coco_seen[k]
-    seen[PELVIS_J] = _seen_on_parts(canvas, uv[PELVIS_J], pid, (sb.PART_PELVIS,))
-    seen[THORAX_J] = _seen_on_parts(canvas, uv[THORAX_J], pid, (sb.PART_CHEST, sb.PART_NECK))
-    seen[UPPER_NECK_J] = _seen_on_parts(canvas, uv[UPPER_NECK_J], pid, (sb.PART_NECK, sb.PART_HEAD))
-    # the top is on the head's outline: test a point 0.3 r inside it
-    r = body.shape.head_radius
-    probe = cam.project((body.points[sb.HEAD_CENTER] + r * body.dirs[sb.HEAD_UP])[None, :])[0]
-    seen[HEAD_TOP_J] = _seen_on_parts(canvas, probe, pid, (sb.PART_HEAD,))
+    seen[PELVIS_J] = seen_on_parts(canvas, uv[PELVIS_J], pid, (sb.PART_PELVIS,))
+    seen[THORAX_J] = seen_on_parts(canvas, uv[THORAX_J], pid, (sb.PART_CHEST, sb.PART_NECK))
+    seen[UPPER_NECK_J] = seen_on_parts(canvas, uv[UPPER_NECK_J], pid, (sb.PART_NECK, sb.PART_HEAD))
+    seen[HEAD_TOP_J] = head_top_seen(canvas, cam, body, pid)
     seen &= inside
     hbox = head_box(cam, body)
     extent = np.concatenate([uv, person.uv[list(sb.HAND_END) + list(sb.TOE)], hbox.reshape(2, 2)])

@@ -95,3 +95,46 @@ def labelled_mask(dataset: str) -> np.ndarray:
     mask = np.zeros(UNIFIED.num_keypoints, dtype=bool)
     mask[list(MAPPINGS[dataset])] = True
     return mask
+
+
+SKELETON_CHOICES = ("unified",) + tuple(n for n in SOURCES if n != "ochuman")  # ochuman = coco's joints
+
+
+def remap_instances(instances: list, dataset: str) -> list:
+    """``PoseInstance`` s of ``dataset`` with their keypoints and visibilities moved into the unified set
+    (unlabelled joints: zeros, visibility 0); boxes, centres, scales and head boxes are kept."""
+    import dataclasses
+
+    m = list(MAPPINGS.get(dataset, ()))
+    if not m:
+        raise ValueError(f"unified skeleton: unknown data set {dataset!r} (known: {', '.join(MAPPINGS)})")
+    k = UNIFIED.num_keypoints
+    out = []
+    for inst in instances:
+        kp = np.zeros((k, 2), np.float32)
+        vis = np.zeros(k, np.float32)
+        kp[m] = _check(dataset, inst.keypoints, len(m), "source")
+        vis[m] = inst.visible
+        out.append(dataclasses.replace(inst, keypoints=kp, visible=vis))
+    if hasattr(instances, "skipped"):  # an InstanceList keeps its source and skip counts
+        return type(instances)(out, instances.source, instances.skipped)
+    return out
+
+
+def skeleton_map(model_info: DatasetInfo, skeleton: str | None) -> tuple[DatasetInfo, tuple[int, ...] | None]:
+    """The keypoint metadata of ``skeleton`` and which of the model's keypoints give it, in its order
+    (``None``: all of them, unchanged), for a model that predicts ``model_info``'s keypoints.
+
+    ``skeleton=None`` (or the model's own) keeps the model's output; a unified model gives any data set's
+    skeleton (``from_unified``); any other change is a ValueError (its joints are not predicted).
+    """
+    if skeleton is None or skeleton == model_info.name:
+        return model_info, None
+    if skeleton not in SKELETON_CHOICES and skeleton != "ochuman":
+        raise ValueError(f"unknown skeleton {skeleton!r} (choose from {', '.join(SKELETON_CHOICES)})")
+    if model_info.keypoint_names != UNIFIED.keypoint_names:
+        raise ValueError(f"the model predicts the {model_info.name} skeleton ({model_info.num_keypoints} keypoints); "
+                         f"only a model trained on the unified skeleton can give {skeleton!r}")
+    if skeleton == "unified":
+        return UNIFIED, None
+    return SOURCES[skeleton], MAPPINGS[skeleton]

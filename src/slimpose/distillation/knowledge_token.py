@@ -262,10 +262,10 @@ def _section(cfg: TrainConfig) -> KnowledgeTokenConfig:
 
 def _load_teacher(cfg: TrainConfig, section: KnowledgeTokenConfig, teacher: nn.Module | None,
                   hint: str) -> tuple[nn.Module, dict[str, Any]]:
-    from slimpose.engine.builders import main_spec
+    from slimpose.engine.builders import model_info
 
     loaded, record = load_teacher(section.teacher_checkpoint, section.teacher_model, section.teacher_overrides,
-                                  main_spec(cfg).info.num_keypoints, tuple(cfg.data.input_size), teacher,
+                                  model_info(cfg).num_keypoints, tuple(cfg.data.input_size), teacher,
                                   missing_hint=hint)
     if not getattr(getattr(loaded, "head_class", None), "outputs_heatmaps", False):
         raise SlimposeInputError(f"{section.teacher_checkpoint}: the teacher {record['model']!r} must be a heatmap "

@@ -59,20 +59,31 @@ def split_files(cfg: TrainConfig, split: str) -> SplitFiles:
 
 
 def prepare_synthetic(cfg: TrainConfig) -> None:
-    """Generate the main data set's train / val splits into ``data.data_root`` if it is synthetic and
-    they are missing (train seed ``synthetic_seed``, val ``synthetic_seed + 1``)."""
-    spec = main_spec(cfg)
-    if not spec.synthetic:
-        return
+    """Generate the synthetic data sets of a run where their files are missing: the main set's train / val
+    splits into ``data.data_root`` (train seed ``synthetic_seed``, val ``synthetic_seed + 1``) and the train
+    and val splits of every synthetic ``data.extra_train`` source into its ``data_root`` (seeds ``synthetic_seed
+    + 10 (i + 1)`` and one more: other people than the main set's, drawn by the same generator and settings,
+    so that ``slimpose eval --per-source`` can score each)."""
     from slimpose.data.synth import synth_preset
 
     d = cfg.data
-    for split, n, seed in (("train", d.synthetic_train_images, d.synthetic_seed),
-                           ("val", d.synthetic_val_images, d.synthetic_seed + 1)):
-        if not split_files(cfg, split).ann.is_file():
-            spec.generate(Path(d.data_root), num_images=n, seed=seed, split=split,
-                          image_size=tuple(d.synthetic_image_size), progress=sys.stderr.isatty(),
-                          config=synth_preset(d.synthetic_preset))
+    jobs = []
+    spec = main_spec(cfg)
+    if spec.synthetic:
+        jobs += [(spec, d.data_root, "train", d.synthetic_train_images, d.synthetic_seed, split_files(cfg, "train")),
+                 (spec, d.data_root, "val", d.synthetic_val_images, d.synthetic_seed + 1, split_files(cfg, "val"))]
+    for i, src in enumerate(d.extra_train):
+        s = dataset_spec(src.dataset, f"data.extra_train[{i}].dataset")
+        if s.synthetic:
+            seed = d.synthetic_seed + 10 * (i + 1)
+            jobs += [(s, src.data_root, "train", d.synthetic_train_images, seed,
+                      resolve_split(s, src.data_root, "train", src.train_ann, src.train_images)),
+                     (s, src.data_root, "val", d.synthetic_val_images, seed + 1,
+                      resolve_split(s, src.data_root, "val"))]
+    for s, root, split, n, seed, files in jobs:
+        if not files.ann.is_file():
+            s.generate(Path(root), num_images=n, seed=seed, split=split, image_size=tuple(d.synthetic_image_size),
+                       progress=sys.stderr.isatty(), config=synth_preset(d.synthetic_preset))
 
 
 def _load(spec: DatasetSpec, files: SplitFiles, split: str, bbox_file: Path | None, det_score_thr: float,
@@ -122,18 +133,43 @@ def topdown_dataset(cfg: TrainConfig, instances: list[Any], info: Any, codec: An
                           aug=build_augment(cfg), seed=cfg.seed)
 
 
+def model_info(cfg: TrainConfig) -> Any:
+    """The keypoints the model predicts and trains on: the unified set (``data.skeleton='unified'``) or the
+    main data set's own."""
+    if cfg.data.skeleton == "unified":
+        from slimpose.data.unified import UNIFIED
+
+        return UNIFIED
+    return main_spec(cfg).info
+
+
 def build_dataset(cfg: TrainConfig, split: str, codec: Any, instances: list[Any] | None = None) -> Any:
-    """``TopDownDataset`` of the main data set's ``split`` ('train' with augmentation, 'val' without)."""
+    """``TopDownDataset`` of the main data set's ``split`` ('train' with augmentation, 'val' without).
+
+    Validation crops keep the data set's own skeleton (predictions are mapped to it, ``build_evaluator``);
+    training crops are in the model's (``train_part``)."""
     instances = instances if instances is not None else build_instances(cfg, split)
-    return topdown_dataset(cfg, instances, main_spec(cfg).info, codec, train=(split == "train"))
+    if split == "train":
+        return train_part(cfg, main_spec(cfg), instances, codec)
+    return topdown_dataset(cfg, instances, main_spec(cfg).info, codec, train=False)
+
+
+def train_part(cfg: TrainConfig, spec: DatasetSpec, instances: list[Any], codec: Any) -> Any:
+    """The training crops of one source in the model's keypoints: with ``data.skeleton='unified'`` its
+    instances moved into the unified set (unlabelled joints get zero weight), else as they are."""
+    if cfg.data.skeleton == "unified":
+        from slimpose.data.unified import UNIFIED, remap_instances
+
+        return topdown_dataset(cfg, remap_instances(instances, spec.info.name), UNIFIED, codec, train=True)
+    return topdown_dataset(cfg, instances, spec.info, codec, train=True)
 
 
 def build_train_dataset(cfg: TrainConfig, codec: Any) -> Any:
     """The training set: the main data set, concatenated with ``data.extra_train`` when given.
 
-    Every extra source keeps its own skeleton; today they must share the main set's keypoints (mixing
-    skeletons needs the unified skeleton wired into the data sets), refused with a clear error otherwise.
-    Differing ``weight`` s are honoured by ``build_train_loader`` (``slimpose.data.sampler.MixedSampler``).
+    Without ``data.skeleton`` every extra source must share the main set's keypoints (a clear error
+    otherwise); with ``data.skeleton='unified'`` each source is moved into the unified set. Differing
+    ``weight`` s are honoured by ``build_train_loader`` (``slimpose.data.sampler.MixedSampler``).
     """
     main = build_dataset(cfg, "train", codec)
     if not cfg.data.extra_train:
@@ -142,14 +178,31 @@ def build_train_dataset(cfg: TrainConfig, codec: Any) -> Any:
     info = main_spec(cfg).info
     for i, src in enumerate(cfg.data.extra_train):
         spec = dataset_spec(src.dataset, f"data.extra_train[{i}].dataset")
-        if spec.info.keypoint_names != info.keypoint_names:
+        if cfg.data.skeleton is None and spec.info.keypoint_names != info.keypoint_names:
             raise SlimposeInputError(
                 f"data.extra_train[{i}]: {src.dataset!r} has another skeleton ({spec.info.num_keypoints} "
-                f"keypoints) than {cfg.data.dataset!r}; training on several skeletons needs a unified skeleton")
+                f"keypoints) than {cfg.data.dataset!r}; set data.skeleton=unified to train on both")
         if src.weight < 0:
             raise SlimposeInputError(f"data.extra_train[{i}].weight must be >= 0, got {src.weight}")
-        parts.append(topdown_dataset(cfg, _source_instances(src, spec), spec.info, codec, train=True))
+        parts.append(train_part(cfg, spec, _source_instances(src, spec), codec))
     return ConcatDataset(parts)
+
+
+def source_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    """``(label, config)`` per training source (the main set, then every ``data.extra_train``): ``cfg`` with that
+    source as the main data set, to score one model on each source's val split in its own skeleton and
+    metric (``slimpose eval --per-source``). Labels are the data-set names (``name#i`` when repeated)."""
+    out: list[tuple[str, TrainConfig]] = []
+    seen: set[str] = set()
+    for i, src in enumerate([None] + list(cfg.data.extra_train)):
+        c = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_train=[]))
+        if src is not None:
+            c.data = dataclasses.replace(c.data, dataset=src.dataset, data_root=src.data_root, val_ann=None,
+                                         val_images=None, det_file=None)
+        label = c.data.dataset if c.data.dataset not in seen else f"{c.data.dataset}#{i}"
+        seen.add(c.data.dataset)
+        out.append((label, c))
+    return out
 
 
 def _source_instances(src: DataSource, spec: DatasetSpec) -> list[Any]:
@@ -187,13 +240,19 @@ def build_val_loader(cfg: TrainConfig, dataset: Any, dist: DistInfo) -> DataLoad
 
 
 def build_evaluator(cfg: TrainConfig, dist: DistInfo, out_dir: str | Path, codec: Any) -> Evaluator:
-    """The main data set's validation split, loader and metric."""
+    """The main data set's validation split, loader and metric, scored in its own skeleton (a unified model's
+    predictions are mapped to it, ``unified.skeleton_map``; the flip test swaps the model's pairs)."""
+    from slimpose.data.unified import skeleton_map
+
     spec = main_spec(cfg)
     instances = build_instances(cfg, "val")
     loader = build_val_loader(cfg, build_dataset(cfg, "val", codec, instances), dist)
     metric = spec.metric.for_split(spec, split_files(cfg, "val").ann, instances)
+    predicted = model_info(cfg)
+    _, select = skeleton_map(predicted, None if predicted is spec.info else spec.info.name)
     return Evaluator(loader, spec.info, metric, out_dir, udp=cfg.data.udp, flip_test=cfg.flip_test,
-                     score_thr=cfg.score_thr, nms_thr=cfg.nms_thr, device=dist.device)
+                     score_thr=cfg.score_thr, nms_thr=cfg.nms_thr, device=dist.device, model_info=predicted,
+                     select=select)
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -203,7 +262,7 @@ def build_model(cfg: TrainConfig, num_keypoints: int | None = None, load_pretrai
     """``models.create_model(cfg.model.name, num_keypoints, input_size, **overrides)``; loads ``pretrained``
     (``load_pretrained=False``: not, for a model whose trained weights are loaded next).
 
-    ``num_keypoints`` defaults to the main data set's (``model.overrides.num_keypoints`` wins).
+    ``num_keypoints`` defaults to the model skeleton's (``model_info``; ``model.overrides.num_keypoints`` wins).
     """
     from slimpose import models
 
@@ -211,7 +270,7 @@ def build_model(cfg: TrainConfig, num_keypoints: int | None = None, load_pretrai
     if name not in models.MODELS:
         raise SlimposeInputError(f"model.name: unknown model {name!r} (available: {', '.join(sorted(models.MODELS))})")
     kwargs = dict(cfg.model.overrides)
-    kwargs.setdefault("num_keypoints", num_keypoints or main_spec(cfg).info.num_keypoints)
+    kwargs.setdefault("num_keypoints", num_keypoints or model_info(cfg).num_keypoints)
     kwargs.setdefault("input_size", tuple(cfg.data.input_size))
     try:
         model = models.create_model(name, **kwargs)

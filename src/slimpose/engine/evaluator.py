@@ -36,9 +36,11 @@ def collect_predictions(
     device: torch.device | str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = False,
+    select: list[int] | tuple[int, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions of this process, one dict per crop: ``index``, ``image_id``, ``keypoints`` (K,2) and
-    ``keypoint_scores`` (K,) in image pixels, ``bbox_score``, ``area``."""
+    ``keypoint_scores`` (K,) in image pixels, ``bbox_score``, ``area``. ``select``: keep only these of the
+    model's keypoints, in this order (a unified model scored in one data set's skeleton)."""
     from slimpose.data.transforms import crop_to_image
 
     spec = task.model.input_spec
@@ -55,6 +57,8 @@ def collect_predictions(
             inputs = batch[spec.batch_key].to(device, non_blocking=True)
             with ctx():
                 kpts, scores = task.predict(inputs, flip_pairs)
+            if select is not None:
+                kpts, scores = kpts[:, list(select)], scores[:, list(select)]
             center = _to_numpy(batch["center"]).astype(np.float64)
             scale = _to_numpy(batch["scale"]).astype(np.float64)
             rotation = _to_numpy(batch.get("rotation", np.zeros(len(inputs)))).astype(np.float64)
@@ -89,10 +93,12 @@ class Evaluator:
 
     Args:
         loader: validation DataLoader (with DDP a ``DistributedSampler(shuffle=False)``).
-        info: ``DatasetInfo`` (flip pairs, OKS sigmas for NMS).
+        info: the data set's ``DatasetInfo`` (OKS sigmas for NMS).
         metric: a ``slimpose.evaluation.metrics`` metric (COCO AP, PCKh, ...); its ``primary`` / ``mode``
             say which number is "best".
         out_dir: where ``results_{tag}.json`` and ``metrics_{tag}.json`` go.
+        model_info: the keypoints the model predicts (its flip pairs; default ``info``).
+        select: which of them give the data set's keypoints, in its order (default: all, unchanged).
     """
 
     def __init__(
@@ -106,8 +112,12 @@ class Evaluator:
         score_thr: float = 0.2,
         nms_thr: float | None = 0.9,
         device: torch.device | str = "cpu",
+        model_info: Any = None,
+        select: list[int] | tuple[int, ...] | None = None,
     ) -> None:
         self.loader = loader
+        self.model_info = model_info if model_info is not None else info
+        self.select = select
         self.info = info
         self.metric = metric
         self.out_dir = Path(out_dir)
@@ -124,8 +134,9 @@ class Evaluator:
         autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
         progress: bool = False,
     ) -> dict[str, float]:
-        flip_pairs = [tuple(p) for p in self.info.flip_pairs] if self.flip_test else None
-        local = collect_predictions(task, self.loader, flip_pairs, self.udp, self.device, autocast, progress)
+        flip_pairs = [tuple(p) for p in self.model_info.flip_pairs] if self.flip_test else None
+        local = collect_predictions(task, self.loader, flip_pairs, self.udp, self.device, autocast, progress,
+                                    self.select)
         preds = gather_predictions(local)
         metrics: dict[str, float] | None = None
         if is_main_process():

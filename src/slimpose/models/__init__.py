@@ -29,6 +29,7 @@ from slimpose.models.tokenpose import (
     tokenpose_s_v1_simdr,
     tokenpose_s_v2,
 )
+from slimpose.models.unitranspose import unitranspose_b, unitranspose_s, unitranspose_t
 from slimpose.models.vitpose import vitpose_b, vitpose_h, vitpose_l, vitpose_s
 from slimpose.models.vitpose_plus import vitpose_plus_b, vitpose_plus_h, vitpose_plus_l, vitpose_plus_s
 from slimpose.utils.io import SlimposeInputError
@@ -82,6 +83,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # EViTPose: ViTPose with joint tokens choosing the patches kept in deeper layers
     "evitpose_s": evitpose_s,
     "evitpose_b": evitpose_b,
+    # UniTransPose: hierarchical JAGL encoder, sub-pixel decoder, hybrid heatmap + regression output
+    "unitranspose_t": unitranspose_t,
+    "unitranspose_s": unitranspose_s,
+    "unitranspose_b": unitranspose_b,
 }
 
 

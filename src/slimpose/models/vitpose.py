@@ -31,40 +31,25 @@ from torch import nn
 from slimpose.heads.heatmap import HeatmapHead
 from slimpose.models.base import PoseNet
 from slimpose.models.layers import DeconvHead
-from slimpose.models.transformer.blocks import Attention, Mlp, init_transformer_
+from slimpose.models.transformer.blocks import Attention, DropPath, Mlp, init_transformer_
 from slimpose.models.transformer.patch_embed import PatchEmbed
 
 # name -> (embed dim, depth, heads, drop_path_rate) of the official configs
 VITPOSE_SIZES = {"s": (384, 12, 12, 0.1), "b": (768, 12, 12, 0.3), "l": (1024, 24, 16, 0.5), "h": (1280, 32, 16, 0.55)}
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: in training, zero the residual branch of a whole sample with probability ``p``
-    and scale the kept ones by ``1 / (1 - p)``."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = float(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-
 class ViTBlock(nn.Module):
-    """Official ViTPose ``Block``: ``x + drop_path(attn(norm1(x)))``, ``x + drop_path(mlp(norm2(x)))``."""
+    """Official ViTPose ``Block``: ``x + drop_path(attn(norm1(x)))``, ``x + drop_path(mlp(norm2(x)))``; also
+    MixSTE's spatial and temporal blocks (``qkv_bias`` and dropout ``drop`` after the projections)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 eps: float = 1e-6) -> None:
+                 eps: float = 1e-6, qkv_bias: bool = True, drop: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads, scale_with_head=True, qkv_bias=True)
+        self.attn = Attention(dim, num_heads, scale_with_head=True, proj_drop=drop, qkv_bias=qkv_bias)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from slimpose.config.parse import load_config_file
-from slimpose.config.recipes import distilpose, knowledge_token, litehrnet, multikd, sdpose, simcc, topdown, vitpose
+from slimpose.config.recipes import distilpose, knowledge_token, litehrnet, multikd, sdpose, simcc, topdown, unitranspose, vitpose
 from slimpose.config.schema import TrainConfig
 from slimpose.utils.io import SlimposeInputError
 
@@ -15,7 +15,7 @@ DEFAULT_RECIPE = "tokenpose_tiny_synthetic"
 
 RECIPES: dict[str, Callable[[], TrainConfig]] = {
     **topdown.RECIPES, **distilpose.RECIPES, **sdpose.RECIPES, **simcc.RECIPES, **litehrnet.RECIPES,
-    **multikd.RECIPES, **vitpose.RECIPES, **knowledge_token.RECIPES,
+    **multikd.RECIPES, **vitpose.RECIPES, **knowledge_token.RECIPES, **unitranspose.RECIPES,
 }
 
 

@@ -117,6 +117,25 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, m, self.dim)))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero the residual branch of a whole sample with probability ``p``
+    and scale the kept ones by ``1 / (1 - p)``."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Mlp(nn.Module):
     """``fc1`` -> GELU -> ``fc2`` (official FeedForward)."""
 

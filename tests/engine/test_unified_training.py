@@ -150,3 +150,40 @@ def test_inference_in_any_skeleton_and_per_source_eval(roots, tmp_path, capsys):
     per = json.loads(capsys.readouterr().out)
     assert set(per) == {"synthetic", "synthetic_mpii"} and "AP" in per["synthetic"] and "PCKh" in per["synthetic_mpii"]
     assert (tmp_path / "ev" / "metrics_eval_synthetic_mpii.json").is_file()
+
+
+def test_sources_get_fresh_and_distinct_augmentation_each_epoch(roots):
+    """The loop's ``set_epoch`` reaches every source, and item i of two sources is not augmented alike."""
+    from slimpose.data.dataset import SourcesDataset
+    from slimpose.engine.builders import build_model, build_train_dataset
+    from slimpose.heads import default_head
+
+    import shutil
+
+    copy = roots / "coco_copy"  # the same people in a second folder (each synthetic source has its own)
+    if not copy.exists():
+        shutil.copytree(roots / "coco", copy)
+    cfg = _cfg(roots, extra_train=[{"dataset": "synthetic", "data_root": str(copy)}], skeleton=None)
+    data = build_train_dataset(cfg, default_head(build_model(cfg)).codec)
+    assert isinstance(data, SourcesDataset) and [p.stream for p in data.datasets] == [0, 1]
+    first = data[0]["keypoints"]
+    assert not torch.equal(first, data[len(data.datasets[0])]["keypoints"])  # the same person, another draw
+    data.set_epoch(3)
+    assert [p.epoch for p in data.datasets] == [3, 3]
+    assert not torch.equal(first, data[0]["keypoints"])
+
+
+def test_hybrid_head_settings_and_per_source_boxes(roots):
+    from slimpose.config.recipes import get_config
+    from slimpose.engine.builders import build_model, source_configs
+    from slimpose.heads import build_head
+
+    cfg = _cfg(roots)
+    cfg.model.overrides = {**TINY, "reg_weight": 0.5, "decode_from": "mean"}
+    head = build_head(cfg, build_model(cfg))
+    assert (head.reg_weight, head.decode_from) == (0.5, "mean")
+    multi = get_config("unitranspose_t_multi")
+    assert not multi.data.use_gt_bbox  # COCO is validated on detections ...
+    per = dict(source_configs(multi))
+    assert set(per) == {"coco", "mpii", "aic", "crowdpose"} and not per["coco"].data.use_gt_bbox
+    assert all(per[n].data.use_gt_bbox for n in ("mpii", "aic", "crowdpose"))  # ... the others on their boxes

@@ -6,8 +6,9 @@ take the instance's center/scale (MPII) or the box padded 1.25x at the model asp
 training, warp (standard or UDP matrix; a flip is folded into the same warp), move the keypoints into
 the crop, zero the visibility of keypoints outside the crop, call ``codec.encode(keypoints, weights)``.
 
-Augmentation randomness comes only from ``np.random.default_rng([seed, epoch, index])``: the same
-(seed, epoch, index) gives the same sample in any worker and after a resume.
+Augmentation randomness comes only from ``np.random.default_rng([seed, epoch, index])`` (plus the source
+number for the second and later sources of a ``SourcesDataset``): the same (seed, epoch, index) gives the same
+sample in any worker and after a resume.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from slimpose.data.instances import PoseInstance
 from slimpose.data.metainfo import DatasetInfo
@@ -32,7 +33,7 @@ from slimpose.utils.io import SlimposeInputError
 # are small, so slimpose parallelises over samples with workers instead (as mmengine does).
 cv2.setNumThreads(0)
 
-__all__ = ["TopDownDataset", "read_image", "normalize_image", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["TopDownDataset", "SourcesDataset", "read_image", "normalize_image", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +85,8 @@ class TopDownDataset(Dataset):
         udp: use the UDP warp matrix (pair with a UDP codec).
         seed: augmentation seed (None -> 0).
         padding: box enlargement for instances without their own center/scale.
+        stream: which of several concatenated sources this is (``SourcesDataset``); source ``s > 0`` draws
+            from ``[seed, epoch, index, s]``, so item ``i`` of two sources is not augmented alike.
 
     Items: ``image`` (3, H, W), the codec's outputs (``target``, ``target_weight``, ...), ``keypoints``
     (K, 2 crop pixels), ``visible`` (K,; 0 outside the crop), ``center``, ``scale``, ``rotation``,
@@ -93,7 +96,8 @@ class TopDownDataset(Dataset):
 
     def __init__(self, instances: Sequence[PoseInstance], info: DatasetInfo, codec: Any,
                  input_size: tuple[int, int] = (192, 256), train: bool = False, udp: bool = False,
-                 aug: AugmentConfig | None = None, seed: int | None = None, padding: float = 1.25) -> None:
+                 aug: AugmentConfig | None = None, seed: int | None = None, padding: float = 1.25,
+                 stream: int = 0) -> None:
         self.instances = list(instances)
         self.info = info
         self.codec = codec
@@ -104,6 +108,7 @@ class TopDownDataset(Dataset):
         self.aug = (aug if aug is not None else AugmentConfig()) if self.train else None
         self.seed = 0 if seed is None else int(seed)
         self.padding = float(padding)
+        self.stream = int(stream)
         self.epoch = 0
         for i, inst in enumerate(self.instances):
             if inst.num_keypoints != info.num_keypoints:
@@ -135,7 +140,8 @@ class TopDownDataset(Dataset):
         rotation, flipped = 0.0, False
         rng = None
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            key = [self.seed, self.epoch, index] + ([self.stream] if self.stream else [])
+            rng = np.random.default_rng(key)
             res = sample_augmentation(rng, self.aug, kpts, vis, center, scale, image.shape[1], self.info,
                                       self.aspect_ratio)
             kpts, vis, center, scale = res.keypoints, res.visible, res.center, res.scale
@@ -170,3 +176,17 @@ class TopDownDataset(Dataset):
             "index": int(index),
         })
         return sample
+
+
+class SourcesDataset(ConcatDataset):
+    """Several training sources in one data set (``data.extra_train``): ``set_epoch`` reaches every source
+    (the training loop calls it on its loader's data set), and each source is its own augmentation stream."""
+
+    def __init__(self, parts: Sequence[TopDownDataset]) -> None:
+        super().__init__(parts)
+        for i, part in enumerate(parts):
+            part.stream = i
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.datasets:
+            part.set_epoch(epoch)

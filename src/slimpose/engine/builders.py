@@ -185,20 +185,23 @@ def build_train_dataset(cfg: TrainConfig, codec: Any) -> Any:
         if src.weight < 0:
             raise SlimposeInputError(f"data.extra_train[{i}].weight must be >= 0, got {src.weight}")
         parts.append(train_part(cfg, spec, _source_instances(src, spec), codec))
-    return ConcatDataset(parts)
+    from slimpose.data.dataset import SourcesDataset
+
+    return SourcesDataset(parts)
 
 
 def source_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
     """``(label, config)`` per training source (the main set, then every ``data.extra_train``): ``cfg`` with that
     source as the main data set, to score one model on each source's val split in its own skeleton and
-    metric (``slimpose eval --per-source``). Labels are the data-set names (``name#i`` when repeated)."""
+    metric (``slimpose eval --per-source``). Labels are the data-set names (``name#i`` when repeated). The main
+    set keeps its box settings; the extra sources are scored on their ground-truth boxes."""
     out: list[tuple[str, TrainConfig]] = []
     seen: set[str] = set()
     for i, src in enumerate([None] + list(cfg.data.extra_train)):
         c = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_train=[]))
-        if src is not None:
+        if src is not None:  # scored on its ground-truth boxes: a source has no detection-file field
             c.data = dataclasses.replace(c.data, dataset=src.dataset, data_root=src.data_root, val_ann=None,
-                                         val_images=None, det_file=None)
+                                         val_images=None, det_file=None, use_gt_bbox=True)
         label = c.data.dataset if c.data.dataset not in seen else f"{c.data.dataset}#{i}"
         seen.add(c.data.dataset)
         out.append((label, c))

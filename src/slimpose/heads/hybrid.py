@@ -78,12 +78,12 @@ class HybridHead(Head):
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module) -> "HybridHead":
-        """The heatmap head of ``cfg`` (codec, sigma, UDP, loss) and a constant-score regression head;
-        ``model.overrides``: ``reg_weight`` (default 1) and ``decode_from`` (default 'heatmap')."""
-        o = cfg.model.overrides
+        """The heatmap head of ``cfg`` (codec, sigma, UDP, loss) and a constant-score regression head; the
+        model's ``reg_weight`` (default 1) and ``decode_from`` (default 'heatmap'), set through
+        ``model.overrides`` like any model argument."""
         regression = RegressionHead(tuple(model.input_size), "constant", cfg.smooth_l1_beta)
-        return cls(HeatmapHead.from_config(cfg, model), regression, float(o.get("reg_weight", 1.0)),
-                   str(o.get("decode_from", "heatmap")))
+        return cls(HeatmapHead.from_config(cfg, model), regression, float(getattr(model, "reg_weight", 1.0)),
+                   str(getattr(model, "decode_from", "heatmap")))
 
     def loss(self, output: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

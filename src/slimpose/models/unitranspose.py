@@ -327,7 +327,8 @@ class UniTransPose(PoseNet):
 
     ``forward`` returns heatmaps (B, K, H / 4, W / 4) for ``head='heatmap'``, the (B, K, 5) regression for
     ``'regression'``, and the tuple (heatmaps, regression) for ``'hybrid'``. ``forward_features`` gives the
-    stage maps and the final joint tokens.
+    stage maps and the final joint tokens. ``reg_weight`` and ``decode_from`` configure the hybrid head
+    (``heads.HybridHead``): the weight of the regression loss and which output gives the keypoints.
     """
 
     def __init__(self, num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256),
@@ -335,7 +336,8 @@ class UniTransPose(PoseNet):
                  heads: Sequence[int] = UNITRANSPOSE_SIZES["t"][2],
                  decoder_channels: Sequence[int] = UNITRANSPOSE_SIZES["t"][3], window: Sequence[int] = (8, 6),
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.1, attention: str = "jagl",
-                 upsample: str = "pixelshuffle", skips: bool = True, head: str = "hybrid") -> None:
+                 upsample: str = "pixelshuffle", skips: bool = True, head: str = "hybrid", reg_weight: float = 1.0,
+                 decode_from: str = "heatmap") -> None:
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {tuple(HEADS)}, got {head!r}")
@@ -359,6 +361,8 @@ class UniTransPose(PoseNet):
                         if head != "regression" else None)
         self.regressor = RegressionTokenHead(dims[-1]) if head != "heatmap" else None
         self.score_source = "constant"  # the score channel is not trained (Smooth L1 on x, y only)
+        self.reg_weight = float(reg_weight)  # the hybrid head's settings (heads.HybridHead.from_config)
+        self.decode_from = str(decode_from)
 
     @property
     def feature_stages(self) -> tuple[str, ...]:

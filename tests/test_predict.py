@@ -125,3 +125,13 @@ def test_bad_inputs(ckpt, tmp_path):
         load_detections(bad)
     assert main(["predict", str(tmp_path / "nothing"), "--checkpoint", str(ckpt)]) == 2
     assert main(["predict", str(REAL / "images"), "--checkpoint", str(ckpt), "--gt-boxes"]) == 2
+
+
+def test_atomic_writes_keep_the_umask_mode(tmp_path):
+    """Files written atomically get the mode a plain ``open`` would (not ``mkstemp``'s 0600)."""
+    import os
+
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    (tmp_path / "b.json").write_text("{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777
+    assert os.access(tmp_path / "a.json", os.R_OK)

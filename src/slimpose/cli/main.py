@@ -11,6 +11,7 @@ from slimpose.utils.io import SlimposeInputError
 COMMANDS = [
     ("data", "slimpose.cli.data", "data-set tools (synthetic people)"),
     ("evaluate", "slimpose.cli.evaluate", "score a keypoint results file (COCO AP or MPII PCKh)"),
+    ("evaluate3d", "slimpose.cli.evaluate3d", "score 3-D pose predictions (MPJPE, P-MPJPE, MPJVE; 3DHP PCK/AUC)"),
     ("benchmark", "slimpose.cli.benchmark", "params, GFLOPs, latency and memory of a model"),
     ("train", "slimpose.cli.train", "train a model from a config"),
     ("eval", "slimpose.cli.eval", "evaluate a trained checkpoint"),

@@ -32,7 +32,7 @@ from slimpose.models.tokenpose import (
 from slimpose.models.unitranspose import unitranspose_b, unitranspose_s, unitranspose_t
 from slimpose.models.vitpose import vitpose_b, vitpose_h, vitpose_l, vitpose_s
 from slimpose.models.vitpose_plus import vitpose_plus_b, vitpose_plus_h, vitpose_plus_l, vitpose_plus_s
-from slimpose.utils.io import SlimposeInputError
+from slimpose.models._factory import create_from
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # heatmap CNNs
@@ -92,10 +92,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 def create_model(name: str, **overrides) -> nn.Module:
     """Build ``MODELS[name](**overrides)``; an unknown name raises SlimposeInputError listing known ones."""
-    factory = MODELS.get(name)
-    if factory is None:
-        raise SlimposeInputError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return factory(**overrides)
+    return create_from(MODELS, name, "model", **overrides)
 
 
 __all__ = ["MODELS", "create_model"]

@@ -7,6 +7,16 @@ from typing import Callable
 from torch import nn
 
 
+def create_from(table: dict[str, Callable[..., nn.Module]], name: str, kind: str, **overrides) -> nn.Module:
+    """``table[name](**overrides)``; an unknown name raises SlimposeInputError listing the known ones."""
+    from slimpose.utils.io import SlimposeInputError
+
+    factory = table.get(name)
+    if factory is None:
+        raise SlimposeInputError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(table))}")
+    return factory(**overrides)
+
+
 def pop_backbone(overrides: dict, build: Callable[[], nn.Module]) -> nn.Module:
     """Model factories: ``overrides['backbone']`` if given (popped), else ``build()``."""
     backbone = overrides.pop("backbone", None)

@@ -1,0 +1,41 @@
+"""3-D lifting models and their index.
+
+``LIFTERS`` maps each published variant's name to its factory (a plain dict, written out by hand, like
+``slimpose.models.MODELS``). Every factory takes ``num_frames=243, num_joints=17, dim=512, depth=8`` and
+keyword overrides (small CPU versions: ``mixste(num_frames=27, dim=32, depth=2)``). Every lifter takes
+(B, T, J, 2) 2-D keypoint sequences (``model.input_spec``: a ``SequenceInput``) and returns 3-D poses:
+(B, T, J, 3) for the seq2seq models, (B, 1, J, 3) for the seq2frame ``tpc_mixste``. See
+docs/lifting_models.md.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from slimpose.lifting.models.hot import HoTMixSTE, TPCMixSTE, hot_mixste, tpc_mixste
+from slimpose.lifting.models.mixste import MixSTE, mixste
+from slimpose.lifting.models.pruning import TPC, TPS, TRA, TRI, TokenPruner, TokenRecovery, cluster_dpc_knn
+from slimpose.lifting.models.spec import SequenceInput
+from slimpose.models._factory import create_from
+
+LIFTERS: dict[str, Callable[..., nn.Module]] = {
+    # MixSTE: alternating spatial / temporal transformer blocks, seq2seq
+    "mixste": mixste,
+    # HoT on MixSTE: TPC pruning (81 of 243 frames before block pair 3) + TRA recovery, seq2seq
+    "hot_mixste": hot_mixste,
+    # TPC-MixSTE: TPC only (61 frames before block pair 7, the centre always kept), seq2frame
+    "tpc_mixste": tpc_mixste,
+}
+
+
+def create_lifter(name: str, **overrides) -> nn.Module:
+    """Build ``LIFTERS[name](**overrides)``; an unknown name raises SlimposeInputError listing known ones."""
+    return create_from(LIFTERS, name, "lifting model", **overrides)
+
+
+__all__ = [
+    "HoTMixSTE", "LIFTERS", "MixSTE", "SequenceInput", "TPC", "TPCMixSTE", "TPS", "TRA", "TRI", "TokenPruner",
+    "TokenRecovery", "cluster_dpc_knn", "create_lifter", "hot_mixste", "mixste", "tpc_mixste",
+]

@@ -1,0 +1,247 @@
+"""Temporal token pruning and recovery for video lifters (HoT, CVPR 2024; H2OT, TPAMI 2025).
+
+Features travel as (B, F, J, C): F frames of J joint tokens. A **pruner** (``TokenPruner``) chooses
+``num_tokens`` frames and returns their features with their frame indices, always in temporal order; a
+**recovery** (``TokenRecovery``) turns the features or poses of the kept frames back into a full-length
+sequence. Both are plug-ins of ``slimpose.lifting.models.hot.HoTMixSTE``:
+
+* ``TPC`` (token pruning cluster, HoT): DPC-kNN on the frame features averaged over the joints
+  (``cluster_dpc_knn``, as NationalGAILab/HoT ``model/mixste/hot_mixste.py: cluster_dpc_knn``), the
+  ``num_tokens`` best-scored frames kept; ``keep=`` forces one frame in (TPC-MixSTE's centre frame,
+  ``tpc_mixste.py: cluster_dpc_knn_center``).
+* ``TPS`` (token pruning sampler, H2OT): parameter-free uniform sampling.
+* ``TRA`` (token recovering attention, HoT ``Cross_Attention``): learnable queries, one per output frame,
+  cross-attend to the kept tokens of each joint; works on features, before the head.
+* ``TRI`` (token recovering interpolation, H2OT): linear interpolation in time between the kept frames;
+  parameter-free, works on the 3-D poses after the head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def gather_frames(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b]]`` for every sample: (B, F, ...) and (B, n) -> (B, n, ...)."""
+    batch = torch.arange(x.shape[0], device=x.device).unsqueeze(-1)
+    return x[batch, index]
+
+
+def dpc_knn_scores(x: torch.Tensor, k: int = 2, noise: float = 1e-6) -> torch.Tensor:
+    """DPC-kNN cluster-centre scores of the N points of x (B, N, C), as HoT computes them (no gradient):
+
+    1. ``d = cdist(x, x) / sqrt(C)``;
+    2. density ``rho_i = exp(-mean of the k smallest d_ij^2)`` (the k include the point itself, d_ii = 0),
+       plus uniform noise in [0, ``noise``) that breaks ties (official: 1e-6 from the global RNG);
+    3. distance indicator ``delta_i = min d_ij over the j of strictly higher density``; for the density peak
+       (no such j) the largest entry of the sample's whole distance matrix;
+    4. score ``rho_i * delta_i``. Returns (B, N).
+    """
+    with torch.no_grad():
+        b, n, c = x.shape
+        if not 1 <= k <= n:
+            raise ValueError(f"DPC-kNN needs 1 <= k <= N, got k={k} for N={n}")
+        dist = torch.cdist(x, x) / math.sqrt(c)
+        nearest = torch.topk(dist, k=k, dim=-1, largest=False).values
+        density = (-(nearest ** 2).mean(dim=-1)).exp()
+        if noise:
+            density = density + torch.rand(density.shape, device=density.device, dtype=density.dtype) * noise
+        higher = (density[:, None, :] > density[:, :, None]).to(x.dtype)  # [b, i, j]: rho_j > rho_i
+        dist_max = dist.flatten(1).max(dim=-1).values[:, None, None]
+        delta = (dist * higher + dist_max * (1 - higher)).min(dim=-1).values
+        return delta * density
+
+
+def cluster_dpc_knn(x: torch.Tensor, num_centres: int, k: int = 2, noise: float = 1e-6,
+                    keep: int | None = None) -> torch.Tensor:
+    """The indices (B, num_centres) of the DPC-kNN cluster centres of x (B, N, C), **in temporal
+    (ascending) order**. ``keep``: that point is always one of them (its score is set to -inf, the
+    ``num_centres - 1`` best others are taken and it is added: TPC-MixSTE's centre frame)."""
+    n = x.shape[1]
+    if not 1 <= num_centres <= n:
+        raise ValueError(f"cannot choose {num_centres} of {n} frames")
+    score = dpc_knn_scores(x, k, noise)
+    if keep is None:
+        index = torch.topk(score, k=num_centres, dim=-1).indices
+    else:
+        if not 0 <= keep < n:
+            raise ValueError(f"keep={keep} is not a frame of {n}")
+        score[:, keep] = -math.inf
+        index = torch.topk(score, k=num_centres - 1, dim=-1).indices
+        index = torch.cat([index, index.new_full((x.shape[0], 1), keep)], dim=-1)
+    return torch.sort(index, dim=-1).values
+
+
+class TokenPruner(nn.Module):
+    """Chooses ``num_tokens`` of the F frames of x (B, F, J, C).
+
+    Subclasses implement ``select(x) -> (B, num_tokens)`` long indices, ascending. ``forward(x, index=None)``
+    returns ``(x at those frames (B, n, J, C), index)``; a given ``index`` is used as is (e.g. the flipped
+    pass of a test reusing the indices of the plain one, as TPC-MixSTE's test does).
+    """
+
+    def __init__(self, num_tokens: int) -> None:
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        self.num_tokens = int(num_tokens)
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[1] < self.num_tokens:
+            raise ValueError(f"{type(self).__name__}: cannot keep {self.num_tokens} of {x.shape[1]} frames")
+        if index is None:
+            index = self.select(x)
+        return gather_frames(x, index), index
+
+    def extra_repr(self) -> str:
+        return f"num_tokens={self.num_tokens}"
+
+
+class TPC(TokenPruner):
+    """Token pruning cluster (HoT): DPC-kNN (``k`` nearest, 2 in HoT) on the per-frame features averaged over
+    the joints; the ``num_tokens`` cluster centres are kept (their own features: no cluster averaging, the
+    other frames are dropped). ``keep``: a frame always kept (TPC-MixSTE: the centre); ``noise``: the density
+    tie-breaking noise (1e-6 officially, 0 for a deterministic choice)."""
+
+    def __init__(self, num_tokens: int, k: int = 2, keep: int | None = None, noise: float = 1e-6) -> None:
+        super().__init__(num_tokens)
+        self.k = int(k)
+        self.keep = keep
+        self.noise = float(noise)
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        return cluster_dpc_knn(x.mean(dim=2), self.num_tokens, self.k, self.noise, self.keep)
+
+    def extra_repr(self) -> str:
+        return f"num_tokens={self.num_tokens}, k={self.k}, keep={self.keep}, noise={self.noise}"
+
+
+def uniform_indices(num_frames: int, num_tokens: int, keep: int | None = None,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """``round(linspace(0, F - 1, n))``: n evenly spread frames, the first and the last included (distinct for
+    n <= F). ``keep``: the sample nearest to that frame is moved onto it (the order stays ascending)."""
+    if not 1 <= num_tokens <= num_frames:
+        raise ValueError(f"cannot choose {num_tokens} of {num_frames} frames")
+    index = torch.linspace(0, num_frames - 1, num_tokens, device="cpu").round().long()
+    if keep is not None:
+        if not 0 <= keep < num_frames:
+            raise ValueError(f"keep={keep} is not a frame of {num_frames}")
+        if not (index == keep).any():
+            index[(index - keep).abs().argmin()] = keep
+    return index.to(device)
+
+
+class TPS(TokenPruner):
+    """Token pruning sampler (H2OT): the same ``num_tokens`` evenly spread frames for every input
+    (``uniform_indices``); no parameters, no data dependence."""
+
+    def __init__(self, num_tokens: int, keep: int | None = None) -> None:
+        super().__init__(num_tokens)
+        self.keep = keep
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        index = uniform_indices(x.shape[1], self.num_tokens, self.keep, device=x.device)
+        return index.unsqueeze(0).expand(x.shape[0], -1)
+
+    def extra_repr(self) -> str:
+        return f"num_tokens={self.num_tokens}, keep={self.keep}"
+
+
+class TokenRecovery(nn.Module):
+    """Turns the kept frames x (B, n, J, C) with their indices (B, n) back into ``num_frames`` frames.
+
+    ``on_features = True``: applied to the features before the head (TRA); ``False``: to the head's
+    output, the poses (TRI). ``forward(x, index, num_frames) -> (B, num_frames, J, C)``.
+    """
+
+    on_features: bool = True
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor, num_frames: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CrossAttention(nn.Module):
+    """HoT ``Cross_Attention``: queries from ``linear_q(x_q)``, keys and values from ``linear_k`` /
+    ``linear_v`` of the context, ``num_heads`` heads, scale ``head_dim ** -0.5``, softmax, ``proj``."""
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.linear_q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.linear_k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.linear_v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor) -> torch.Tensor:
+        b, m, c = x_q.shape
+        q, k, v = self._heads(self.linear_q(x_q)), self._heads(self.linear_k(x_k)), self._heads(self.linear_v(x_v))
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, m, c)))
+
+
+class TRA(TokenRecovery):
+    """Token recovering attention (HoT): ``x_token`` (1, num_frames, C), zero-initialised learnable queries;
+    per joint ``x = x_token + cross_attention(x_token, kept, kept)`` (no norm before, no MLP after). The
+    output length is ``num_frames`` whatever the number of kept tokens; the indices are not used."""
+
+    on_features = True
+
+    def __init__(self, num_frames: int, dim: int, num_heads: int = 8, qkv_bias: bool = True,
+                 drop: float = 0.0) -> None:
+        super().__init__()
+        self.num_frames = int(num_frames)
+        self.x_token = nn.Parameter(torch.zeros(1, num_frames, dim))
+        self.cross_attention = CrossAttention(dim, num_heads, qkv_bias, drop)
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None,
+                num_frames: int | None = None) -> torch.Tensor:
+        if num_frames is not None and num_frames != self.num_frames:
+            raise ValueError(f"TRA has {self.num_frames} queries, asked for {num_frames} frames")
+        b, n, j, c = x.shape
+        kept = x.permute(0, 2, 1, 3).reshape(b * j, n, c)
+        queries = self.x_token.repeat(b * j, 1, 1)  # a copy per joint sequence, as the official ``repeat``
+        out = queries + self.cross_attention(queries, kept, kept)
+        return out.reshape(b, j, self.num_frames, c).permute(0, 2, 1, 3)
+
+
+class TRI(TokenRecovery):
+    """Token recovering interpolation (H2OT): frame t gets ``(1 - w) x[l] + w x[r]`` from the kept frames
+    l, r around it (``w = (t - index_l) / (index_r - index_l)``); frames before the first or after the last
+    kept one copy it (no extrapolation). Exact on features linear in time. Applied to the poses."""
+
+    on_features = False
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor, num_frames: int) -> torch.Tensor:
+        b, n = index.shape
+        t = torch.arange(num_frames, device=x.device)
+        if n == 1:
+            return gather_frames(x, index.new_zeros(b, num_frames))
+        right = torch.searchsorted(index.contiguous(), t.expand(b, -1).contiguous(), right=True)
+        right = right.clamp(1, n - 1)
+        left = right - 1
+        t_left, t_right = index.gather(1, left), index.gather(1, right)
+        w = ((t - t_left).to(x.dtype) / (t_right - t_left).to(x.dtype)).clamp(0, 1)
+        w = w.reshape(b, num_frames, *([1] * (x.dim() - 2)))
+        return gather_frames(x, left) * (1 - w) + gather_frames(x, right) * w
+
+
+__all__ = [
+    "CrossAttention", "TPC", "TPS", "TRA", "TRI", "TokenPruner", "TokenRecovery", "cluster_dpc_knn",
+    "dpc_knn_scores", "gather_frames", "uniform_indices",
+]

@@ -1,6 +1,10 @@
 """``slimpose benchmark MODEL``: params, GFLOPs (conv+linear MACs, and with attention), latency, memory.
 
-See ``slimpose.engine.complexity`` for what each number counts.
+A 3-D lifting model (a name of ``slimpose.lifting.models.LIFTERS`` that is not in ``slimpose.models.MODELS``)
+is built with ``--frames T`` and ``--set NAME=VALUE`` factory keywords and reported per clip (one input of
+``T`` frames, batch 1): params, G MACs per clip and per output frame (a seq2seq model's clip divided by its
+``T`` frames; the seq2frame ``tpc_mixste`` gives one frame per clip, so per frame = per clip) and the latency
+of one clip. See ``slimpose.engine.complexity`` for what each number counts.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import sys
 import torch
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="model name (see slimpose.models.MODELS)")
-    parser.add_argument("--batch", type=int, default=32, help="large batch for latency/throughput")
+    parser.add_argument("model", help="model name (see slimpose.models.MODELS, slimpose.lifting.models.LIFTERS)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="large batch for latency/throughput (default 32; not for lifting models)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
         "--input-size", type=int, nargs=2, metavar=("W", "H"), default=None,
@@ -28,10 +33,94 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     parser.add_argument("--onnxruntime", action="store_true",
                         help="also time the ONNX export with onnxruntime (CPU)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="lifting models: frames per clip (num_frames; default the factory's, 243)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="lifting models: factory keyword, e.g. --set dim=64 --set num_tokens=9 (repeatable)")
 
 
 def _fmt(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def _is_lifter(name: str) -> bool:
+    from slimpose import models
+
+    if name in models.MODELS:
+        return False
+    from slimpose.lifting.models import LIFTERS
+
+    return name in LIFTERS
+
+
+def lifter_benchmark(model: torch.nn.Module, device: str = "cpu", timing: bool = True, warmup: int = 3,
+                     repeats: int = 10) -> dict:
+    """What ``slimpose benchmark`` reports for a lifter: params, G MACs per clip and per output frame (conv +
+    linear, and with the attention products), the clip latency at batch 1 (``latency_ms_b1``, None without
+    ``timing``) and the frames per second it gives."""
+    from slimpose.engine.complexity import count_flops, measure_latency, param_breakdown
+    from slimpose.lifting.models import TPCMixSTE
+
+    spec = model.input_spec
+    model = model.to(device).eval()
+    seq2frame = isinstance(model, TPCMixSTE)  # the centre frame's pose; the others are seq2seq
+    out_frames = 1 if seq2frame else spec.num_frames
+    flops = count_flops(model)
+    result = {"family": "lifting", "class": type(model).__name__, "output": "seq2frame" if seq2frame else "seq2seq",
+              "num_frames": spec.num_frames, "num_joints": spec.num_joints, "input_shape": list(spec.shape(1)),
+              "output_frames": out_frames, "device": str(device), **param_breakdown(model)}
+    for key in ("conv", "linear", "attention", "gflops", "gflops_with_attention"):
+        result[key] = flops[key]
+    result["gflops_per_frame"] = flops["gflops"] / out_frames
+    result["gflops_per_frame_with_attention"] = flops["gflops_with_attention"] / out_frames
+    result.update(latency_ms_b1=None, latency_ms_b1_min=None, frames_per_s=None)
+    if timing:
+        lat = measure_latency(model, 1, device, warmup, repeats)
+        result.update(latency_ms_b1=lat["latency_ms"], latency_ms_b1_min=lat["latency_ms_min"],
+                      frames_per_s=out_frames * 1000.0 / lat["latency_ms"])
+    return result
+
+
+def _run_lifter(args: argparse.Namespace) -> int:
+    from slimpose.cli.convert import parse_overrides
+    from slimpose.lifting.models import create_lifter
+    from slimpose.utils.io import SlimposeInputError
+
+    for flag, given in (("--batch", args.batch is not None), ("--input-size", args.input_size is not None),
+                        ("--onnxruntime", args.onnxruntime)):
+        if given:
+            raise SlimposeInputError(f"{flag} is not for lifting models ({args.model!r}: batch 1, --frames T)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SlimposeInputError("--device cuda given but CUDA is not available")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    kwargs = {"num_joints": args.num_keypoints, **parse_overrides(args.overrides)}
+    if args.frames is not None:
+        if args.frames < 1:
+            raise SlimposeInputError(f"--frames must be >= 1, got {args.frames}")
+        kwargs["num_frames"] = args.frames
+    try:
+        model = create_lifter(args.model, **kwargs)
+    except (TypeError, ValueError) as e:
+        hint = " (a shorter clip needs its own --set num_tokens=N)" if "cannot keep" in str(e) else ""
+        raise SlimposeInputError(f"cannot build {args.model!r} with {kwargs}: {e}{hint}") from None
+    r = lifter_benchmark(model, args.device, not args.no_timing, args.warmup, args.repeats)
+    r = {"model": args.model, "overrides": kwargs, "threads": torch.get_num_threads(), **r}
+    if args.json:
+        sys.stdout.write(json.dumps(r) + "\n")
+        return 0
+    t = r["num_frames"]
+    print(f"{args.model} ({r['class']}, {r['output']}) @ {t} frames x {r['num_joints']} joints, {args.device}, "
+          f"{r['threads']} threads")
+    print(f"  params                   {r['params'] / 1e6:.3f} M  ({r['params']:,})")
+    print(f"  GMACs / clip (linear)    {r['gflops']:.6g}  (multiply-accumulates, {t} frames in)")
+    print(f"  GMACs / clip + attention {r['gflops_with_attention']:.6g}  [attention {r['attention']:.6g}]")
+    per = "seq2frame: one output frame per clip" if r["output"] == "seq2frame" else f"clip / {t}"
+    print(f"  GMACs / frame            {r['gflops_per_frame']:.6g}  ({per})")
+    print(f"  GMACs / frame + attn     {r['gflops_per_frame_with_attention']:.6g}")
+    print(f"  latency / clip b1        {_fmt(r['latency_ms_b1'], '.2f')} ms  "
+          f"({_fmt(r['frames_per_s'], '.1f')} output frames/s)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
     from slimpose.models import create_model
     from slimpose.utils.io import SlimposeInputError
 
+    if _is_lifter(args.model):
+        return _run_lifter(args)
+    if args.frames is not None or args.overrides:
+        raise SlimposeInputError(f"--frames and --set are for 3-D lifting models (slimpose.lifting.models.LIFTERS); "
+                                 f"{args.model!r} is not one")
+    if args.batch is None:
+        args.batch = 32
     if args.batch < 1:
         raise SlimposeInputError(f"--batch must be >= 1, got {args.batch}")
     if args.device == "cuda" and not torch.cuda.is_available():

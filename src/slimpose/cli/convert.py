@@ -1,9 +1,12 @@
-"""``slimpose convert SRC DST --from {tokenpose,distilpose,sdpose,ppt,vitpose,mmpose} --model NAME``.
+"""``slimpose convert SRC DST --from {tokenpose,distilpose,sdpose,ppt,vitpose,mmpose,hot,mixste} --model NAME``.
 
 Renames an official checkpoint (mmcv ``{'state_dict': ...}``, TokenPose ``checkpoint.pth``, raw state dicts,
 ``module.`` prefixes) into a slimpose model, loads it strictly and prints a report of missing, unexpected
 and shape-mismatched keys; exits with status 2 if there is any, unless ``--allow-partial``. ``--dataset K``
 splits a raw ViTPose++ checkpoint into the plain ViTPose of data set K.
+``--from hot`` / ``--from mixste`` read the official 3-D lifting checkpoints (HoT raw state dicts, MixSTE
+``run.py`` files) into a lifter of ``slimpose.lifting.models.LIFTERS`` (``--model mixste|hot_mixste|tpc_mixste``,
+sizes read from the file, ``--set`` overrides; see ``slimpose.lifting.convert``).
 DST ``.safetensors`` is written with metadata, anything else as a slimpose ``.pth`` checkpoint.
 See ``slimpose.convert``.
 """
@@ -15,16 +18,22 @@ import json
 import sys
 
 from slimpose.convert import SOURCES
+from slimpose.lifting.convert import LIFTING_SOURCES
 from slimpose.utils.io import SlimposeInputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="official checkpoint (read with torch.load(weights_only=True))")
     parser.add_argument("dst", help="output: .pth (slimpose checkpoint) or .safetensors")
-    parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="official code base")
-    parser.add_argument("--model", required=True, help="slimpose model name (slimpose.models.MODELS)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), default=(192, 256))
-    parser.add_argument("--num-keypoints", type=int, default=None, help="default: read from the checkpoint")
+    parser.add_argument("--from", dest="source", required=True, choices=SOURCES + LIFTING_SOURCES,
+                        help="official code base (hot, mixste: 3-D lifting checkpoints)")
+    parser.add_argument("--model", required=True,
+                        help="slimpose model name (slimpose.models.MODELS; slimpose.lifting.models.LIFTERS with "
+                             "--from hot|mixste)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="2-D models: input width and height (default 192 256)")
+    parser.add_argument("--num-keypoints", type=int, default=None,
+                        help="default: read from the checkpoint (lifting models: num_joints)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="model factory keyword, e.g. --set depth=12 (repeatable)")
     parser.add_argument("--key", default=None,
@@ -50,15 +59,38 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def _convert(args: argparse.Namespace):
+    """The 2-D converter, or the lifting one for ``--from hot|mixste``; returns the report."""
+    overrides = parse_overrides(args.overrides)
+    if args.source in LIFTING_SOURCES:
+        from slimpose.lifting.convert import convert_lifting_checkpoint
+
+        for flag, value in (("--input-size", args.input_size), ("--dataset", args.dataset)):
+            if value is not None:
+                raise SlimposeInputError(f"{flag} is for 2-D models, not --from {args.source} (lifting: "
+                                         "--set num_frames=T ...)")
+        if args.num_keypoints is not None:
+            overrides.setdefault("num_joints", args.num_keypoints)
+        return convert_lifting_checkpoint(args.src, args.dst, args.source, args.model, overrides,
+                                          allow_partial=args.allow_partial, key=args.key)
+    from slimpose import models
     from slimpose.convert import convert_checkpoint
 
+    if args.model not in models.MODELS:
+        from slimpose.lifting.models import LIFTERS
+
+        if args.model in LIFTERS:
+            raise SlimposeInputError(f"--model {args.model!r} is a 3-D lifting model: convert its official "
+                                     f"checkpoint with --from {' or --from '.join(LIFTING_SOURCES)}")
+    return convert_checkpoint(
+        args.src, args.dst, args.source, args.model, tuple(args.input_size or (192, 256)), args.num_keypoints,
+        overrides, allow_partial=args.allow_partial, key=args.key, dataset=args.dataset,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     try:
-        report = convert_checkpoint(
-            args.src, args.dst, args.source, args.model, tuple(args.input_size), args.num_keypoints,
-            parse_overrides(args.overrides), allow_partial=args.allow_partial, key=args.key,
-            dataset=args.dataset,
-        )
+        report = _convert(args)
     except SlimposeInputError as e:
         report = getattr(e, "report", None)
         if report is None:

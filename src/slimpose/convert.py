@@ -530,13 +530,7 @@ def convert_checkpoint(
         "config": config,
         "converted_from": {"path": str(src), "source": source, "entry": used},
     }
-    dst = Path(dst)
-    if dst.suffix == ".safetensors":
-        from slimpose.engine.checkpoint import export_safetensors
+    from slimpose.engine.checkpoint import write_checkpoint
 
-        export_safetensors(ckpt, dst)
-    else:
-        from slimpose.engine.checkpoint import save_checkpoint
-
-        save_checkpoint(ckpt, dst)
+    write_checkpoint(ckpt, dst)
     return report

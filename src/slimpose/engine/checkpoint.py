@@ -129,3 +129,14 @@ def export_safetensors(ckpt: dict[str, Any] | str | os.PathLike, out: str | os.P
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return out
+
+
+def write_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``ckpt`` to ``path``: a ``.safetensors`` export for that suffix (``export_safetensors``), else a ``.pth``
+    checkpoint (``save_checkpoint``); what the converters write."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        export_safetensors(ckpt, path)
+    else:
+        save_checkpoint(ckpt, path)
+    return path

@@ -331,13 +331,7 @@ def convert_lifting_checkpoint(
         "converted_from": {"path": str(src), "source": source, "entry": used,
                            "dropped": [d.split(" ", 1)[0] for d in dropped]},
     }
-    dst = Path(dst)
-    if dst.suffix == ".safetensors":
-        from slimpose.engine.checkpoint import export_safetensors
+    from slimpose.engine.checkpoint import write_checkpoint
 
-        export_safetensors(ckpt, dst)
-    else:
-        from slimpose.engine.checkpoint import save_checkpoint
-
-        save_checkpoint(ckpt, dst)
+    write_checkpoint(ckpt, dst)
     return report

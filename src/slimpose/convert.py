@@ -44,7 +44,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -161,14 +161,18 @@ class ConversionReport:
                 "source_key": self.source_key, "ok": self.ok}
 
 
-def read_official_state_dict(
-    path: str | os.PathLike, key: str | None = None
-) -> tuple[dict[str, torch.Tensor], str]:
-    """Tensors of an official checkpoint and the entry they came from.
+def _torch_load_weights_only(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - untrusted file: any failure is a bad input
+        raise SlimposeInputError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {e})") from None
 
-    Unwraps mmcv ``{'state_dict': ...}``, TokenPose ``{'state_dict', 'best_state_dict', ...}`` (``state_dict``
-    first unless ``key`` names another entry), ``{'model': ...}`` and raw state dicts; strips ``module.``.
-    """
+
+def read_checkpoint_dict(path: str | os.PathLike,
+                         torch_load: Callable[[Path], Any] = _torch_load_weights_only) -> dict[str, Any]:
+    """The top-level dict of a checkpoint file without executing code: ``.safetensors`` by its reader, anything
+    else by ``torch_load`` (default ``torch.load(weights_only=True)``); a SlimposeInputError names the file."""
     path = Path(path)
     if not path.is_file():
         raise SlimposeInputError(f"checkpoint not found: {path}")
@@ -178,17 +182,24 @@ def read_official_state_dict(
         try:
             obj: Any = load_file(str(path))
         except Exception as e:  # noqa: BLE001
-            raise SlimposeInputError(
-                f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
+            raise SlimposeInputError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - untrusted file: any failure is a bad input
-            raise SlimposeInputError(
-                f"{path}: cannot be read with torch.load(weights_only=True) "
-                f"({type(e).__name__}: {e})") from None
+        obj = torch_load(path)
     if not isinstance(obj, dict):
         raise SlimposeInputError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    return obj
+
+
+def read_official_state_dict(
+    path: str | os.PathLike, key: str | None = None
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Tensors of an official checkpoint and the entry they came from.
+
+    Unwraps mmcv ``{'state_dict': ...}``, TokenPose ``{'state_dict', 'best_state_dict', ...}`` (``state_dict``
+    first unless ``key`` names another entry), ``{'model': ...}`` and raw state dicts; strips ``module.``.
+    """
+    path = Path(path)
+    obj = read_checkpoint_dict(path)
     used = ""
     if key is not None:
         if not isinstance(obj.get(key), dict):

@@ -147,20 +147,10 @@ def read_lifting_checkpoint(
     """
     if source not in _LAYOUTS:
         raise SlimposeInputError(f"unknown lifting layout {source!r} (choose from {', '.join(LIFTING_SOURCES)})")
-    path = Path(path)
-    if not path.is_file():
-        raise SlimposeInputError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from slimpose.convert import read_checkpoint_dict
 
-        try:
-            obj: Any = load_file(str(path))
-        except Exception as e:  # noqa: BLE001
-            raise SlimposeInputError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
-    else:
-        obj = _torch_load(path)
-    if not isinstance(obj, dict):
-        raise SlimposeInputError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    path = Path(path)
+    obj = read_checkpoint_dict(path, _torch_load)
     entry, extras = _LAYOUTS[source]
     entry = key if key is not None else entry
     dropped: list[str] = []

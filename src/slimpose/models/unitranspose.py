@@ -100,16 +100,8 @@ class WindowAttention(nn.Module):
             valid[:, :h, :w] = True
             keys = window_partition(valid, (wh, ww))[..., 0]  # (nW, wh * ww)
             mask = keys[:, None, None, :].repeat(b, 1, 1, 1)  # (B * nW, 1, 1, L): attend to real keys only
-        out = self._attend(windows, mask)
-        out = window_reverse(out, (wh, ww), b, hp, wp)[:, :h, :w]
+        out = window_reverse(self.attn(windows, attn_mask=mask), (wh, ww), b, hp, wp)[:, :h, :w]
         return out.reshape(b, n, c)
-
-    def _attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        a = self.attn
-        bw, L, _ = x.shape
-        q, k, v = a._qkv(x)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=a.scale)
-        return a.proj(out.transpose(1, 2).reshape(bw, L, a.dim))
 
 
 class ConvMlp(nn.Module):

@@ -88,10 +88,11 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_mask``: SDPA's mask (bool: True = may attend), broadcast over (B, heads, N, N)."""
         b, n, _ = x.shape
         q, k, v = self._qkv(x)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         out = out.transpose(1, 2).reshape(b, n, self.dim)
         return self.proj_drop(self.proj(out))
 

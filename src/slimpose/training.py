@@ -43,7 +43,12 @@ def build_config_model(cfg: TrainConfig, load_pretrained: bool = True) -> nn.Mod
 def make_trainer(cfg: TrainConfig, resume: bool | str = False, teacher: nn.Module | None = None,
                  dist: DistInfo | None = None) -> TrainLoop:
     """The training loop of ``cfg`` (see ``engine.trainer.build_trainer``); ``teacher``: a model of the
-    teacher checkpoint's architecture built by the caller (its weights are loaded from the checkpoint)."""
+    teacher checkpoint's architecture built by the caller (its weights are loaded from the checkpoint). A
+    lifting config (``family = "lifting"``) gets ``slimpose.lifting.train.build_lift_trainer``."""
+    if getattr(cfg, "family", None) == "lifting":
+        from slimpose.lifting.train import build_lift_trainer
+
+        return build_lift_trainer(cfg, resume, dist)
     return build_trainer(cfg, lambda: build_task(cfg, teacher), resume, dist)
 
 

@@ -97,6 +97,8 @@ def test_json_round_trip_and_unknown_keys(tmp_path):
 def test_recipes_as_published():
     for name, factory in RECIPES.items():
         cfg = factory()
+        if getattr(cfg, "family", None) == "lifting":  # 3-D lifters: tests/lifting/test_lifting_train.py
+            continue
         assert isinstance(cfg, TrainConfig), name
         if name.startswith("vitpose_"):  # ViTPose: AdamW 5e-4, weight decay 0.1, layer decay, clipping 1.0
             assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.grad_clip) == \

@@ -33,6 +33,17 @@ def run(args: argparse.Namespace) -> int:
     from slimpose.training import build_config_model
 
     cfg = build_config(args)
+    if getattr(cfg, "family", None) == "lifting":
+        from slimpose.lifting.train import evaluate_lift_checkpoint
+
+        if args.per_source:
+            from slimpose.utils.io import SlimposeInputError
+
+            raise SlimposeInputError("--per-source is for multi-data-set 2-D configs, not lifting ones")
+        metrics = evaluate_lift_checkpoint(cfg, args.checkpoint, out_dir=args.out_dir)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps(metrics, indent=2)) if args.json else _print(metrics)
+        return 0
 
     def build(c):
         return build_config_model(c, load_pretrained=False)

@@ -20,6 +20,7 @@ COMMANDS = [
     ("predict", "slimpose.cli.predict", "run a checkpoint on images, folders, videos or a webcam"),
     ("export", "slimpose.cli.export", "export a checkpoint (ONNX, safetensors)"),
     ("convert", "slimpose.cli.convert", "convert an official checkpoint to slimpose"),
+    ("lift", "slimpose.cli.lift", "lift one person's 2-D video keypoints to 3-D (npz, mp4, PNGs)"),
 ]
 
 

@@ -1,7 +1,7 @@
 """``slimpose train CONFIG [--set key.sub=value ...] [--teacher CKPT] [--resume [CKPT]] [--work-dir DIR]``.
 
 CONFIG is a recipe name (``slimpose.config.RECIPES``: heatmap, regression, SimCC models, DistilPose and
-SDPose) or a ``config.json`` written by an earlier run. A config with a method section (``distill``,
+SDPose, the 3-D lifters ``mixste_synth3d`` ...) or a ``config.json`` written by an earlier run. A config with a method section (``distill``,
 ``sdpose``) trains through the distiller; ``--teacher`` gives a DistilPose run its teacher checkpoint.
 Multi-GPU / multi-node: ``torchrun --nproc_per_node G -m slimpose.cli.main train CONFIG ...``.
 """
@@ -36,7 +36,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
 
 def teacher_section(cfg: TrainConfig):
     """The method section that takes a teacher checkpoint (``distill``, ``multikd``, ``knowledge_token``), or None."""
-    return next((s for s in (cfg.distill, cfg.multikd, cfg.knowledge_token) if s is not None), None)
+    return next((s for s in (getattr(cfg, k, None) for k in ("distill", "multikd", "knowledge_token"))
+                 if s is not None), None)
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:

@@ -167,14 +167,29 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str, where: _Where) -> An
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
-    """A validated TrainConfig from a (possibly partial) dict; unknown keys raise a SlimposeInputError."""
+def validate_any(cfg: Any, where: str = "config") -> Any:
+    """Validate a ``TrainConfig`` or a ``LiftConfig`` (``family = "lifting"``) by its own rules."""
+    if getattr(cfg, "family", None) == "lifting":
+        from slimpose.lifting.config import validate_lift_config
+
+        return validate_lift_config(cfg, where)
+    return validate_config(cfg, where)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Any:
+    """A validated TrainConfig (or ``LiftConfig`` when ``family`` is ``"lifting"``) from a (possibly partial)
+    dict; unknown keys raise a SlimposeInputError."""
     if not isinstance(data, dict):
         raise SlimposeInputError(f"{where}: expected a JSON object at the top level")
-    return validate_config(from_dict(TrainConfig, data, "", _Where(where)), where)
+    cls: type = TrainConfig
+    if data.get("family") == "lifting":
+        from slimpose.lifting.config import LiftConfig
+
+        cls = LiftConfig
+    return validate_any(from_dict(cls, data, "", _Where(where)), where)
 
 
-def load_config_file(path: str | os.PathLike) -> TrainConfig:
+def load_config_file(path: str | os.PathLike) -> Any:
     """Read a ``config.json`` written by a run (or a hand-written partial one)."""
     return config_from_dict(load_json(path, "config file"), where=str(path))
 
@@ -227,4 +242,4 @@ def apply_overrides(cfg: TrainConfig, assignments: list[str] | tuple[str, ...]) 
     cfg = copy.deepcopy(cfg)
     for a in assignments:
         apply_override(cfg, a)
-    return validate_config(cfg, "--set")
+    return validate_any(cfg, "--set")

@@ -143,6 +143,7 @@ class ScheduleConfig:
     warmup_ratio: float = 1e-3
     milestones: tuple[int, ...] = (200, 260)
     gamma: float = 0.1
+    epoch_decay: float = 1.0  # < 1: the rate is also multiplied by epoch_decay ** epoch (lifters: 0.99)
 
 
 @dataclass
@@ -396,6 +397,8 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         raise bad("data.sigma", f"must be positive, got {d.sigma}")
     if cfg.optim.lr <= 0:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
+    if not 0.0 < cfg.schedule.epoch_decay <= 1.0:
+        raise bad("schedule.epoch_decay", f"must be in (0, 1] (1: off), got {cfg.schedule.epoch_decay}")
     if not 0.0 <= cfg.optim.layer_decay <= 1.0:
         raise bad("optim.layer_decay", f"must be in [0, 1] (0: off), got {cfg.optim.layer_decay}")
     if cfg.simcc is not None:

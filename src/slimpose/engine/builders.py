@@ -217,7 +217,7 @@ def build_train_loader(cfg: TrainConfig, dataset: Any, dist: DistInfo) -> DataLo
     """Shuffled per (seed, epoch) by a ``DistributedSampler`` (also with one process), drop_last; several
     sources with different ``weight`` s are mixed in those proportions by a ``MixedSampler`` (as many draws
     per epoch as there are instances)."""
-    weights = [cfg.data.weight] + [s.weight for s in cfg.data.extra_train]
+    weights = [getattr(cfg.data, "weight", 1.0)] + [s.weight for s in getattr(cfg.data, "extra_train", ())]
     if isinstance(dataset, ConcatDataset) and len(set(weights)) > 1:
         from slimpose.data.sampler import MixedSampler
 
@@ -338,4 +338,5 @@ def layer_decay_groups(task: nn.Module, lr: float, weight_decay: float, rate: fl
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int) -> WarmupMultiStepLR:
     s = cfg.schedule
-    return WarmupMultiStepLR(optimizer, iters_per_epoch, s.milestones, s.gamma, s.warmup_iters, s.warmup_ratio)
+    return WarmupMultiStepLR(optimizer, iters_per_epoch, s.milestones, s.gamma, s.warmup_iters, s.warmup_ratio,
+                             s.epoch_decay)

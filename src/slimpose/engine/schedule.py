@@ -3,7 +3,8 @@
 Implements the mmcv ``LrUpdaterHook(policy='step', warmup='linear', warmup_iters=500, warmup_ratio=1e-3)``
 used by the official TokenPose / DistilPose / SDPose / HRNet configs: the regular rate is
 ``base_lr * gamma ** (number of milestones <= epoch)``; during the first ``warmup_iters`` iterations it is
-multiplied by ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)``.
+multiplied by ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)``. ``epoch_decay`` < 1 also multiplies it by
+``epoch_decay ** epoch`` (the lifters' per-epoch decay: MixSTE / HoT ``lr *= 0.99`` after every epoch).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class WarmupMultiStepLR:
         gamma: float = 0.1,
         warmup_iters: int = 500,
         warmup_ratio: float = 1e-3,
+        epoch_decay: float = 1.0,
     ) -> None:
         if iters_per_epoch <= 0:
             raise ValueError(f"WarmupMultiStepLR: iters_per_epoch must be positive, got {iters_per_epoch}")
@@ -35,6 +37,9 @@ class WarmupMultiStepLR:
         self.gamma = float(gamma)
         self.warmup_iters = int(warmup_iters)
         self.warmup_ratio = float(warmup_ratio)
+        if not 0.0 < epoch_decay <= 1.0:
+            raise ValueError(f"WarmupMultiStepLR: epoch_decay must be in (0, 1], got {epoch_decay}")
+        self.epoch_decay = float(epoch_decay)
         self.base_lrs = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
         for g, lr in zip(optimizer.param_groups, self.base_lrs):
             g["initial_lr"] = lr
@@ -44,7 +49,7 @@ class WarmupMultiStepLR:
     def factor(self, iteration: int) -> float:
         """Multiplier of the base rate at global iteration ``iteration`` (0-based)."""
         epoch = iteration // self.iters_per_epoch
-        decay = self.gamma ** sum(1 for m in self.milestones if epoch >= m)
+        decay = self.gamma ** sum(1 for m in self.milestones if epoch >= m) * self.epoch_decay ** epoch
         if self.warmup_iters > 0 and iteration < self.warmup_iters:
             k = (1.0 - iteration / self.warmup_iters) * (1.0 - self.warmup_ratio)
             return decay * (1.0 - k)
@@ -71,6 +76,7 @@ class WarmupMultiStepLR:
             "gamma": self.gamma,
             "warmup_iters": self.warmup_iters,
             "warmup_ratio": self.warmup_ratio,
+            "epoch_decay": self.epoch_decay,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

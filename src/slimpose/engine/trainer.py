@@ -30,8 +30,10 @@ from slimpose.utils.io import write_json_atomic
 TaskOrBuilder = nn.Module | Callable[[], nn.Module] | None
 
 
-def _setup(cfg: TrainConfig, dist: DistInfo | None) -> tuple[DistInfo, bool]:
-    """Distributed init, CPU threads, determinism; synthetic data generated once (rank 0)."""
+def setup_run(cfg: Any, dist: DistInfo | None, prepare: Callable[[Any], None] = builders.prepare_synthetic
+              ) -> tuple[DistInfo, bool]:
+    """Distributed init, CPU threads, determinism; ``prepare(cfg)`` (synthetic data written once) on rank 0.
+    Returns the process group and whether this call started it."""
     own = dist is None
     dist = dist if dist is not None else init_distributed(cfg.device)
     if cfg.num_threads > 0:
@@ -39,9 +41,11 @@ def _setup(cfg: TrainConfig, dist: DistInfo | None) -> tuple[DistInfo, bool]:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     if dist.is_main:
-        builders.prepare_synthetic(cfg)
+        prepare(cfg)
     barrier()
     return dist, own
+
+
 
 
 def best_metric(cfg: TrainConfig, metric: Any) -> tuple[str, str]:
@@ -59,18 +63,33 @@ def build_trainer(cfg: TrainConfig, task: TaskOrBuilder = None, resume: bool | s
     ``cfg.model``). ``resume``: ``True`` / ``'auto'`` continues from ``work_dir/last.pth``, a path from that
     checkpoint. The loop's ``close()`` ends a process group it started."""
     cfg = validate_config(cfg)
-    dist, own_dist = _setup(cfg, dist)
-    device = dist.device
-    work_dir = Path(cfg.work_dir)
-    if dist.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(work_dir / "config.json", config_to_dict(cfg), indent=2)
-
-    builders.seed_everything(cfg.seed)  # same initial weights on every rank
+    dist, own_dist = setup_run(cfg, dist)
+    work_dir = start_run(cfg, dist)
     if task is None:
         task = builders.build_topdown_task(cfg)
     elif not isinstance(task, nn.Module):
         task = task()
+    task, train_task = wrap_task(cfg, task, dist)
+    codec = task.head.codec
+    train_loader = builders.build_train_loader(cfg, builders.build_train_dataset(cfg, codec), dist)
+    evaluator = builders.build_evaluator(cfg, dist, work_dir, codec)
+    return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume)
+
+
+def start_run(cfg: Any, dist: DistInfo) -> Path:
+    """The run's folder with its ``config.json`` (rank 0), then the seed every rank builds its weights with."""
+    work_dir = Path(cfg.work_dir)
+    if dist.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(work_dir / "config.json", config_to_dict(cfg), indent=2)
+    builders.seed_everything(cfg.seed)  # same initial weights on every rank
+    return work_dir
+
+
+def wrap_task(cfg: Any, task: nn.Module, dist: DistInfo) -> tuple[nn.Module, nn.Module]:
+    """``task`` on the run's device (SyncBN with ``cfg.sync_bn``) and what the forward goes through: the task
+    itself or its DistributedDataParallel wrapper."""
+    device = dist.device
     task = task.to(device)
     if cfg.sync_bn and dist.distributed:
         from slimpose.utils.io import SlimposeInputError
@@ -83,10 +102,16 @@ def build_trainer(cfg: TrainConfig, task: TaskOrBuilder = None, resume: bool | s
         ids = [device.index] if device.type == "cuda" else None
         train_task = nn.parallel.DistributedDataParallel(task, device_ids=ids,
                                                          find_unused_parameters=cfg.find_unused_parameters)
+    return task, train_task
 
-    codec = task.head.codec
-    train_loader = builders.build_train_loader(cfg, builders.build_train_dataset(cfg, codec), dist)
-    evaluator = builders.build_evaluator(cfg, dist, work_dir, codec)
+
+def assemble_loop(cfg: Any, task: nn.Module, train_task: nn.Module, train_loader: Any, evaluator: Any,
+                  dist: DistInfo, own_dist: bool, resume: bool | str = False) -> TrainLoop:
+    """The loop around a built task, its loader and evaluator: optimizer, schedule, AMP, the hooks
+    (evaluation, last / best checkpoint by the metric's direction, logging, a distiller's epoch), the per-rank
+    RNG stream and an optional resume. Shared by every family (2-D top-down, 3-D lifting)."""
+    device = dist.device
+    work_dir = Path(cfg.work_dir)
     optimizer = builders.build_optimizer(cfg, task)
     scheduler = builders.build_scheduler(cfg, optimizer, len(train_loader))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
@@ -119,7 +144,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir
     """Build the model of ``cfg`` (``build(cfg)``; default ``builders.build_model`` without pretrained weights),
     load ``checkpoint`` and evaluate it on the validation split."""
     cfg = validate_config(cfg)
-    dist, own = _setup(cfg, dist)
+    dist, own = setup_run(cfg, dist)
     try:
         model = build(cfg) if build is not None else builders.build_model(cfg, load_pretrained=False)
         load_model_weights(model, checkpoint)

@@ -1,0 +1,149 @@
+"""``slimpose lift KEYPOINTS.json --checkpoint LIFTER --out DIR``: one person's 2-D video keypoints -> 3-D.
+
+Reads a COCO keypoint results file (``slimpose predict VIDEO`` writes ``OUT/results.json``, ``image_id`` =
+frame index), keeps the best person of each frame, maps COCO-17 to the Human3.6M 17 joints, fills missing
+frames and low-score joints by linear interpolation in time, normalises by the image width, lifts with a
+lifting checkpoint (``slimpose.lifting.inference.lift_sequence``) and writes ``DIR/poses_3d.npz``
+(millimetres, root-relative), ``DIR/lift.mp4`` and ``DIR/lift_XXXX.png``. See docs/lifting.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from slimpose.utils.io import SlimposeInputError
+
+NPZ_NAME, VIDEO_NAME = "poses_3d.npz", "lift.mp4"
+_PNG = re.compile(r"^lift_\d{4,}\.png$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("keypoints",
+                        help="COCO keypoint results json (slimpose predict VIDEO: OUT/results.json)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="lifting checkpoint (a training run's, or slimpose convert's)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--video", default=None, help="the video the keypoints come from (image size, drawing)")
+    parser.add_argument("--image-size", default=None, metavar="W,H", help="image size, when there is no --video")
+    parser.add_argument("--kpt-thr", type=float, default=0.3,
+                        help="keypoints scoring below this are interpolated from neighbouring frames")
+    parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=True,
+                        help="average with the mirrored input's prediction (default: on)")
+    parser.add_argument("--batch", type=int, default=64, help="clips per forward pass")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="fps of lift.mp4 (default: the video's, else 25)")
+    parser.add_argument("--no-video-out", action="store_true", help="do not write lift.mp4")
+    parser.add_argument("--png", type=int, default=4, metavar="N", help="evenly spaced PNG snapshots (0: none)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in DIR")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def existing_outputs(out: Path, video_out: bool, png: int) -> list[Path]:
+    """The files of ``out`` a run would replace or mix with: the npz, the mp4, any ``lift_NNNN.png``."""
+    if not out.is_dir():
+        return []
+    found = [out / NPZ_NAME] + ([out / VIDEO_NAME] if video_out else [])
+    found = [p for p in found if p.exists()]
+    if png > 0:
+        found += sorted(p for p in out.iterdir() if _PNG.match(p.name))
+    return found
+
+
+def image_size_of(args: argparse.Namespace) -> tuple[tuple[int, int], float, int]:
+    """``((W, H), fps, frame count)`` from ``--video`` and / or ``--image-size`` (they must agree)."""
+    from slimpose.lifting.keypoints import parse_image_size, video_size
+
+    given = parse_image_size(args.image_size) if args.image_size else None
+    if args.video:
+        w, h, fps, count = video_size(args.video)
+        if given is not None and given != (w, h):
+            raise SlimposeInputError(f"{args.video}: the video is {w}x{h} but --image-size says "
+                                     f"{given[0]}x{given[1]}")
+        return (w, h), fps, count
+    if given is None:
+        raise SlimposeInputError(f"{args.keypoints}: give --video VIDEO or --image-size W,H: the keypoints are "
+                                 "normalised by the image width, which a results file does not record")
+    return given, 0.0, 0
+
+
+def write_npz_atomic(path: Path, **arrays: np.ndarray) -> Path:
+    """``np.savez`` to ``path`` atomically (through a file object: savez would append .npz to a temp name)."""
+    from slimpose.utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimpose.lifting.cameras import normalize_screen_coordinates
+    from slimpose.lifting.checkpoint import load_lifter
+    from slimpose.lifting.draw import snapshot_paths, write_lift_renders
+    from slimpose.lifting.inference import lift_sequence
+    from slimpose.lifting.keypoints import prepare_keypoints, read_video_keypoints
+
+    if args.batch < 1:
+        raise SlimposeInputError(f"--batch must be >= 1, got {args.batch}")
+    if args.png < 0:
+        raise SlimposeInputError(f"--png must be >= 0, got {args.png}")
+    out = Path(args.out)
+    video_out = not args.no_video_out
+    if out.exists() and not out.is_dir():
+        raise SlimposeInputError(f"--out {out} exists and is not a folder")
+    clash = existing_outputs(out, video_out, args.png)
+    if clash and not args.overwrite:
+        raise SlimposeInputError(f"{clash[0]} exists; pass --overwrite to replace the outputs in {out}")
+    (w, h), video_fps, video_frames = image_size_of(args)
+
+    kp = prepare_keypoints(read_video_keypoints(args.keypoints), args.kpt_thr)
+    first, last = int(kp.frame_index[0]), int(kp.frame_index[-1])
+    if args.video and first < 0:
+        raise SlimposeInputError(f"{args.keypoints}: image_id {first} is not a frame index of {args.video}")
+    if args.video and video_frames and last >= video_frames:
+        raise SlimposeInputError(f"{args.keypoints}: keypoints up to frame {last}, but {args.video} has "
+                                 f"{video_frames} frames")
+
+    model, info = load_lifter(args.checkpoint, args.device)
+    spec = model.input_spec
+    if info.num_joints != 17 or getattr(spec, "channels", 2) != 2:
+        raise SlimposeInputError(f"{args.checkpoint}: the lifter takes {info.num_joints} joints x "
+                                 f"{getattr(spec, 'channels', 2)} values; lift needs the Human3.6M 17 x 2")
+    x = normalize_screen_coordinates(kp.keypoints.astype(np.float32), w, h)
+    poses = lift_sequence(model, x, flip_test=args.flip_test, batch_size=args.batch, device=args.device,
+                          progress=True)
+    poses_mm = ((poses - poses[:, :1]) * 1000.0).astype(np.float32)  # metres -> mm, root-relative
+
+    out.mkdir(parents=True, exist_ok=True)
+    npz = write_npz_atomic(out / NPZ_NAME, poses_3d=poses_mm, keypoints_2d=kp.keypoints.astype(np.float32),
+                           keypoint_scores=kp.scores.astype(np.float32), interpolated=kp.interpolated,
+                           frame_index=kp.frame_index, image_size=np.asarray([w, h], dtype=np.int64))
+    fps = args.fps or video_fps or 25.0
+    written = write_lift_renders(out, kp.keypoints, poses_mm, kp.frame_index, (w, h), video=args.video, fps=fps,
+                                 video_out=video_out, png=args.png)
+    if args.overwrite and args.png > 0:  # snapshots of an earlier run that this one did not rewrite
+        keep = {p.name for p in snapshot_paths(out, kp.frame_index, args.png).values()}
+        for p in out.iterdir():
+            if _PNG.match(p.name) and p.name not in keep:
+                p.unlink()
+    num = len(kp.frame_index)
+    missing = int((~kp.found).sum())
+    filled = int(kp.interpolated.sum())
+    parts = [str(npz)] + [str(p) for p in written["video"]]
+    if written["png"]:
+        parts.append(f"{len(written['png'])} PNG{'s' if len(written['png']) > 1 else ''}")
+    print(f"lift: {num} frames ({first}..{last}; {missing} without a detection, {filled} of {num * 17} joints "
+          f"interpolated), {info.model_name} F={info.num_frames}{' + flip' if args.flip_test else ''} -> "
+          f"{', '.join(parts)}")
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="slimpose lift")
+    add_arguments(p)
+    sys.exit(run(p.parse_args()))

@@ -1,0 +1,155 @@
+"""Training clips for the lifters, and the sequences of a ``LiftConfig``.
+
+``load_sequences(cfg, split)`` reads the configured data set (synthetic motion or Human3.6M, VideoPose3D
+layout) as ``Sequence3D`` records; ``ClipDataset`` cuts them into fixed-length clips as MixSTE's seq2seq
+generator does (clips of ``num_frames`` starting every ``stride`` frames; a sequence shorter than a clip is
+edge-padded, VideoPose3D's ``'edge'`` padding) and mirrors a clip with probability 0.5 (2-D x negated, 3-D
+x negated, left and right swapped). The mirror decision is a function of ``(seed, epoch, index)`` only, so
+a resumed run and every DDP rank see the same clips.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from slimpose.lifting.data.h36m import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_subjects, load_videopose3d
+from slimpose.lifting.data.sequence import Sequence3D
+from slimpose.utils.io import SlimposeInputError
+
+H36M_CAMERA_TABLE = Path(__file__).resolve().parent / "tables" / "h36m_cameras.json"
+
+
+def clip_starts(num_frames: int, clip: int, stride: int) -> list[int]:
+    """Start frames of the clips of one sequence: ``0, stride, ...`` while a whole clip fits, plus a last clip
+    ending at the last frame when the stride leaves frames uncovered; ``[0]`` when the sequence is shorter
+    than a clip (it is edge-padded)."""
+    if num_frames <= clip:
+        return [0]
+    starts = list(range(0, num_frames - clip + 1, stride))
+    if starts[-1] + clip < num_frames:
+        starts.append(num_frames - clip)
+    return starts
+
+
+def take_clip(a: np.ndarray, start: int, clip: int) -> np.ndarray:
+    """``a[start:start + clip]`` along axis 0, edge-padded at the end when the sequence is too short."""
+    out = a[start:start + clip]
+    if len(out) < clip:
+        out = np.concatenate([out, np.repeat(out[-1:], clip - len(out), axis=0)], axis=0)
+    return out
+
+
+def mirror(x: np.ndarray, left: Sequence[int] = H36M_JOINTS_LEFT,
+           right: Sequence[int] = H36M_JOINTS_RIGHT) -> np.ndarray:
+    """(..., J, C) keypoints or poses mirrored: x negated, left and right joints swapped (numpy twin of
+    ``slimpose.lifting.losses.flip_keypoints``)."""
+    out = x.copy()
+    out[..., 0] *= -1
+    lr, rl = list(left) + list(right), list(right) + list(left)
+    out[..., lr, :] = out[..., rl, :]
+    return out
+
+
+class ClipDataset(Dataset):
+    """Clips ``{"keypoints_2d": (F, J, 2), "poses_3d": (F, J, 3) metres root-relative, "flipped": bool}`` of
+    ``sequences``. ``stride`` 0 = ``num_frames``; ``flip_aug``: mirror with probability 0.5 per clip and epoch."""
+
+    def __init__(self, sequences: Sequence[Sequence3D], num_frames: int, stride: int = 0, flip_aug: bool = True,
+                 seed: int = 0, subset: int = 0) -> None:
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if not sequences:
+            raise SlimposeInputError("no training sequences")
+        self.sequences = list(sequences)
+        self.num_frames = int(num_frames)
+        self.stride = int(stride) or self.num_frames
+        self.flip_aug = bool(flip_aug)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.index = [(i, s) for i, seq in enumerate(self.sequences)
+                      for s in clip_starts(seq.num_frames, self.num_frames, self.stride)]
+        if subset > 0:
+            self.index = self.index[:subset]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def flipped(self, idx: int) -> bool:
+        if not self.flip_aug:
+            return False
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, idx)))
+        return bool(rng.random() < 0.5)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        i, start = self.index[idx]
+        seq = self.sequences[i]
+        kps = take_clip(seq.keypoints_2d, start, self.num_frames)
+        pose = take_clip(seq.poses_3d, start, self.num_frames)
+        flip = self.flipped(idx)
+        if flip:
+            kps, pose = mirror(kps), mirror(pose)
+        return {"keypoints_2d": torch.from_numpy(np.ascontiguousarray(kps, np.float32)),
+                "poses_3d": torch.from_numpy(np.ascontiguousarray(pose, np.float32)),
+                "flipped": torch.tensor(flip)}
+
+
+# ------------------------------------------------------------------------------------------ sequences
+
+
+def prepare_synth3d(cfg: Any) -> None:
+    """Write the synthetic motion of ``cfg.data`` into ``data_root`` unless it is there (``dataset='synth3d'``)."""
+    d = cfg.data
+    if d.dataset != "synth3d":
+        return
+    from slimpose.lifting.data.synth3d import SYNTH3D_FILES, generate_synth3d
+
+    root = Path(d.data_root)
+    if all((root / name).is_file() for name in SYNTH3D_FILES.values()):
+        return
+    print(f"[slimpose] writing synthetic motion to {root} ({d.synthetic_sequences} sequences of "
+          f"{d.synthetic_frames} frames, seed {d.synthetic_seed})", file=sys.stderr)
+    generate_synth3d(root, d.synthetic_sequences, d.synthetic_frames, d.synthetic_seed, progress=True)
+
+
+def camera_file(cfg: Any) -> Path:
+    """The camera JSON of ``cfg.data``: ``cameras`` if set, else the data set's own."""
+    d = cfg.data
+    if d.cameras:
+        return Path(d.cameras)
+    return Path(d.data_root) / "h36m_cameras.json" if d.dataset == "synth3d" else H36M_CAMERA_TABLE
+
+
+def load_sequences(cfg: Any, split: str) -> list[Sequence3D]:
+    """The ``'train'`` or ``'test'`` sequences of ``cfg.data`` (one per subject, action and camera)."""
+    from slimpose.lifting.cameras import load_h36m_cameras
+
+    d = cfg.data
+    root = Path(d.data_root)
+    path_3d, path_2d = root / "data_3d_h36m.npz", root / f"data_2d_h36m_{d.keypoints}.npz"
+    for p in (path_3d, path_2d):
+        if not p.is_file():
+            hint = (" (slimpose data synth3d writes it)" if d.dataset == "synth3d" else
+                    " (Human3.6M in the VideoPose3D layout: see docs/datasets.md)")
+            raise SlimposeInputError(f"{p}: not found{hint}")
+    given = d.train_subjects if split == "train" else d.test_subjects
+    subjects = list(given) if given else None
+    seqs = load_videopose3d(path_3d, path_2d, load_h36m_cameras(camera_file(cfg)), subjects=subjects,
+                            split=None if subjects else split, actions=list(d.actions) or None)
+    if split != "train" and d.val_subset > 0:
+        seqs = seqs[:d.val_subset]
+    if not seqs:
+        raise SlimposeInputError(f"{path_3d}: no {split} sequences (subjects {subjects or h36m_subjects(split)})")
+    return seqs
+
+
+__all__ = ["ClipDataset", "H36M_CAMERA_TABLE", "camera_file", "clip_starts", "load_sequences", "mirror",
+           "prepare_synth3d", "take_clip"]

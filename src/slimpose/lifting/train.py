@@ -1,0 +1,94 @@
+"""Training and evaluating a lifter from a ``LiftConfig``: the lifting parts (model, ``LiftingTask``, clips,
+``LiftEvaluator``) handed to the one training loop of every family (``slimpose.engine.trainer``: setup, DDP
+wrapper, optimizer, schedule, hooks, resume)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from slimpose.engine import builders
+from slimpose.engine.distributed import DistInfo, cleanup_distributed
+from slimpose.engine.loop import TrainLoop
+from slimpose.engine.trainer import assemble_loop, setup_run, start_run, wrap_task
+from slimpose.lifting.config import LiftConfig, validate_lift_config
+from slimpose.lifting.data.clips import ClipDataset, load_sequences, prepare_synth3d
+from slimpose.lifting.evaluator import LiftEvaluator
+from slimpose.lifting.losses import LiftingLoss
+from slimpose.lifting.task import LiftingTask
+from slimpose.utils.io import SlimposeInputError
+
+
+def build_lifter(cfg: LiftConfig, load_pretrained: bool = True) -> nn.Module:
+    """``create_lifter(cfg.model.name, **cfg.model.overrides)``, with ``cfg.model.pretrained`` loaded strictly."""
+    from slimpose.lifting.models import create_lifter
+
+    model = create_lifter(cfg.model.name, **dict(cfg.model.overrides))
+    if load_pretrained and cfg.model.pretrained:
+        from slimpose.engine.checkpoint import load_model_weights
+
+        load_model_weights(model, cfg.model.pretrained)
+    return model
+
+
+def build_lifting_task(cfg: LiftConfig, model: nn.Module | None = None) -> LiftingTask:
+    model = model if model is not None else build_lifter(cfg)
+    num_joints = model.input_spec.num_joints
+    if len(cfg.loss.joint_weights) != num_joints:
+        raise SlimposeInputError(f"loss.joint_weights has {len(cfg.loss.joint_weights)} weights, the lifter "
+                                 f"{num_joints} joints")
+    return LiftingTask(model, LiftingLoss(cfg.loss.joint_weights, cfg.loss.tc, cfg.loss.velocity))
+
+
+def build_lift_evaluator(cfg: LiftConfig, dist: DistInfo, out_dir: str | Path) -> LiftEvaluator:
+    return LiftEvaluator(load_sequences(cfg, "test"), out_dir, flip_test=cfg.flip_test,
+                         batch_size=cfg.data.val_batch_size, device=dist.device)
+
+
+def _check_joints(model: nn.Module, sequences: Any, where: str) -> None:
+    j = model.input_spec.num_joints
+    bad = next((s for s in sequences if s.num_joints != j), None)
+    if bad is not None:
+        raise SlimposeInputError(f"{where}: {bad.subject}/{bad.action} has {bad.num_joints} joints, the lifter {j}")
+
+
+def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistInfo | None = None) -> TrainLoop:
+    """The training loop of a lifting config (``slimpose train mixste_synth3d``); ``resume`` as
+    ``build_trainer``'s."""
+    cfg = validate_lift_config(cfg)
+    dist, own_dist = setup_run(cfg, dist, prepare=prepare_synth3d)
+    work_dir = start_run(cfg, dist)
+    task = build_lifting_task(cfg)
+    train_seqs = load_sequences(cfg, "train")
+    _check_joints(task.model, train_seqs, cfg.data.data_root)
+    task, train_task = wrap_task(cfg, task, dist)
+    clips = ClipDataset(train_seqs, task.model.input_spec.num_frames, cfg.data.stride, cfg.data.flip_aug,
+                        seed=cfg.seed, subset=cfg.data.train_subset)
+    train_loader = builders.build_train_loader(cfg, clips, dist)
+    evaluator = build_lift_evaluator(cfg, dist, work_dir)
+    return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume)
+
+
+def evaluate_lift_checkpoint(cfg: LiftConfig, checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                             dist: DistInfo | None = None, tag: str = "eval") -> dict[str, float]:
+    """Build the lifter of ``cfg``, load ``checkpoint`` strictly and score it on the test sequences."""
+    from slimpose.engine.checkpoint import load_model_weights
+
+    cfg = validate_lift_config(cfg)
+    dist, own = setup_run(cfg, dist, prepare=prepare_synth3d)
+    try:
+        model = build_lifter(cfg, load_pretrained=False)
+        load_model_weights(model, checkpoint)
+        task = build_lifting_task(cfg, model).to(dist.device)
+        evaluator = build_lift_evaluator(cfg, dist, out_dir if out_dir is not None else cfg.work_dir)
+        return evaluator.run(task, tag=tag, autocast=builders.autocast_factory(cfg.amp, dist.device))
+    finally:
+        if own:
+            cleanup_distributed(dist)
+
+
+__all__ = ["build_lift_evaluator", "build_lift_trainer", "build_lifter", "build_lifting_task",
+           "evaluate_lift_checkpoint"]

@@ -1,0 +1,174 @@
+"""Training a lifter: clips, the task, the config family, the loop end to end (tiny models, tiny synthetic motion)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from slimpose.config import RECIPES, apply_overrides, get_config
+from slimpose.config.parse import config_to_dict, load_config_file
+from slimpose.lifting.config import LiftConfig
+from slimpose.lifting.data.clips import ClipDataset, clip_starts, mirror, take_clip
+from slimpose.lifting.data.sequence import Sequence3D
+from slimpose.lifting.losses import flip_keypoints
+from slimpose.utils.io import SlimposeInputError
+
+TINY = {"num_frames": 9, "dim": 16, "depth": 2, "num_heads": 2}
+
+
+def _seq(t: int, j: int = 17, seed: int = 0) -> Sequence3D:
+    rng = np.random.default_rng(seed)
+    pose = rng.normal(size=(t, j, 3)).astype(np.float32)
+    pose -= pose[:, :1]
+    return Sequence3D("S1", "Walking", 0, rng.normal(size=(t, j, 2)).astype(np.float32), pose,
+                      np.zeros((t, 3), np.float32), (1000, 1000))
+
+
+def test_clip_starts_cover_every_frame():
+    assert clip_starts(27, 9, 9) == [0, 9, 18]
+    assert clip_starts(30, 9, 9) == [0, 9, 18, 21]  # the last clip ends at the last frame
+    assert clip_starts(5, 9, 9) == [0]
+    for t, clip, stride in [(30, 9, 4), (100, 27, 13), (9, 9, 1)]:
+        covered = set()
+        for s in clip_starts(t, clip, stride):
+            assert 0 <= s and s + clip <= max(t, clip)
+            covered.update(range(s, min(s + clip, t)))
+        assert covered == set(range(t))
+
+
+def test_take_clip_edge_pads_short_sequences():
+    a = np.arange(5)[:, None].astype(np.float32)
+    np.testing.assert_array_equal(take_clip(a, 0, 8)[:, 0], [0, 1, 2, 3, 4, 4, 4, 4])
+
+
+def test_mirror_is_the_torch_flip():
+    x = np.random.default_rng(1).normal(size=(4, 17, 3)).astype(np.float32)
+    np.testing.assert_allclose(mirror(x), flip_keypoints(torch.from_numpy(x)).numpy())
+    np.testing.assert_allclose(mirror(mirror(x)), x)
+
+
+def test_clip_dataset_flips_are_per_epoch_and_consistent():
+    seq = _seq(40)
+    ds = ClipDataset([seq], num_frames=9, stride=9, flip_aug=True, seed=3)
+    assert len(ds) == len(clip_starts(40, 9, 9))
+    flips0 = [ds.flipped(i) for i in range(len(ds))]
+    ds.set_epoch(1)
+    flips1 = [ds.flipped(i) for i in range(len(ds))]
+    assert flips0 != flips1 or len(ds) < 3
+    ds.set_epoch(0)
+    assert [ds.flipped(i) for i in range(len(ds))] == flips0  # a function of (seed, epoch, index) only
+    for i in range(len(ds)):
+        item = ds[i]
+        start = ds.index[i][1]
+        kps, pose = seq.keypoints_2d[start:start + 9], seq.poses_3d[start:start + 9]
+        if bool(item["flipped"]):
+            kps, pose = mirror(kps), mirror(pose)
+        np.testing.assert_allclose(item["keypoints_2d"].numpy(), kps)
+        np.testing.assert_allclose(item["poses_3d"].numpy(), pose)
+    assert not ClipDataset([seq], 9, flip_aug=False).flipped(0)
+
+
+def test_lifting_recipes_are_lift_configs():
+    for name in ("mixste_synth3d", "hot_mixste_synth3d", "tpc_mixste_synth3d", "mixste_h36m", "hot_mixste_h36m"):
+        cfg = RECIPES[name]()
+        assert isinstance(cfg, LiftConfig) and cfg.family == "lifting"
+    h36m = RECIPES["mixste_h36m"]()
+    assert (h36m.optim.name, h36m.optim.lr, h36m.optim.weight_decay, h36m.schedule.epoch_decay) == \
+        ("adamw", 4e-5, 0.1, 0.99)
+    assert h36m.data.stride == 243 and h36m.data.batch_size == 4 and h36m.model.overrides == {}
+
+
+def test_lift_config_round_trip_and_errors(tmp_path):
+    cfg = apply_overrides(get_config("mixste_synth3d"), ["data.stride=3", "model.overrides.dim=32"])
+    assert cfg.data.stride == 3 and cfg.model.overrides["dim"] == 32
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config_to_dict(cfg)))
+    back = load_config_file(path)
+    assert isinstance(back, LiftConfig) and config_to_dict(back) == config_to_dict(cfg)
+    with pytest.raises(SlimposeInputError, match="data.heatmap_size"):
+        apply_overrides(cfg, ["data.heatmap_size=4,4"])
+    with pytest.raises(SlimposeInputError, match="model.name"):
+        apply_overrides(cfg, ["model.name=tokenpose_s_v1"])
+    with pytest.raises(SlimposeInputError, match="data.dataset"):
+        apply_overrides(cfg, ["data.dataset=coco"])
+
+
+def _tiny_cfg(tmp_path, model: str = "mixste", **extra) -> LiftConfig:
+    overrides = dict(TINY, **extra)
+    sets = [f"data.data_root={tmp_path / 'data'}", f"work_dir={tmp_path / 'work'}", "data.synthetic_sequences=3",
+            "data.synthetic_frames=30", "data.batch_size=4", "data.stride=9", "schedule.epochs=2",
+            "eval_interval=1", "device=cpu", "tensorboard=false", f"model.name={model}",
+            f"model.overrides={overrides!r}"]
+    return apply_overrides(get_config("mixste_synth3d"), sets)
+
+
+def _weights(loop) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in loop.task.model.state_dict().items()}
+
+
+def test_train_resume_and_evaluate_a_tiny_lifter(tmp_path):
+    from slimpose.lifting.checkpoint import load_lifter
+    from slimpose.lifting.train import build_lift_trainer, evaluate_lift_checkpoint
+
+    cfg = _tiny_cfg(tmp_path)
+    loop = build_lift_trainer(cfg)
+    summary = loop.fit()
+    loop.close()
+    full = _weights(loop)
+    work = tmp_path / "work"
+    assert {"last.pth", "best.pth", "config.json", "metrics_val.json", "predictions_val.npz"} <= \
+        {p.name for p in work.iterdir()}
+    assert np.isfinite(summary["val_MPJPE"]) and summary["val_MPJPE"] > 0
+    assert summary["best_MPJPE"] == min(h["val_MPJPE"] for h in loop.history)  # lower is better
+    model, info = load_lifter(work / "last.pth")
+    assert (info.model_name, info.num_frames) == ("mixste", 9)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, full[k])
+    metrics = evaluate_lift_checkpoint(cfg, work / "last.pth", out_dir=tmp_path / "eval")
+    assert metrics["MPJPE"] == pytest.approx(summary["val_MPJPE"], rel=1e-6)
+    pred = np.load(tmp_path / "eval" / "predictions_eval.npz")
+    assert pred["poses_3d"].shape == (int(metrics["num_frames"]), 17, 3)
+
+    # one epoch, then a resumed second one: the same weights as the uninterrupted run
+    cfg2 = _tiny_cfg(tmp_path)
+    cfg2.work_dir = str(tmp_path / "work2")
+    first = build_lift_trainer(cfg2)
+    first.fit(stop_after_epoch=1)
+    first.close()
+    resumed = build_lift_trainer(cfg2, resume=True)
+    resumed.fit()
+    resumed.close()
+    for k, v in _weights(resumed).items():
+        torch.testing.assert_close(v, full[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("model,extra", [("hot_mixste", {"num_tokens": 3, "layer_index": 1}),
+                                         ("tpc_mixste", {"num_tokens": 3, "layer_index": 1})])
+def test_pruned_lifters_train(tmp_path, model, extra):
+    from slimpose.lifting.train import build_lift_trainer
+
+    cfg = _tiny_cfg(tmp_path, model, **extra)
+    cfg.schedule.epochs = 1
+    loop = build_lift_trainer(cfg)
+    before = _weights(loop)
+    summary = loop.fit()
+    loop.close()
+    assert np.isfinite(summary["train_loss"]) and np.isfinite(summary["val_MPJPE"])
+    changed = [k for k, v in _weights(loop).items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("blocks.") or "STE" in k or "TTE" in k for k in changed) and len(changed) > 10
+
+
+def test_seq2frame_task_scores_the_kept_frames():
+    from slimpose.lifting.models import create_lifter
+    from slimpose.lifting.task import LiftingTask
+
+    model = create_lifter("tpc_mixste", **TINY, num_tokens=3, layer_index=1, noise=0.0).eval()  # no tie noise
+    task = LiftingTask(model)
+    x, y = torch.randn(2, 9, 17, 2), torch.randn(2, 9, 17, 3)
+    pred, target = task.predict_train(x, y)
+    kept, index = model.forward_kept(x)
+    assert pred.shape == (2, 3, 17, 3) and (index == model.center).any(dim=1).all()
+    torch.testing.assert_close(target, y[torch.arange(2)[:, None], index])

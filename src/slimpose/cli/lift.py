@@ -71,19 +71,10 @@ def image_size_of(args: argparse.Namespace) -> tuple[tuple[int, int], float, int
     return given, 0.0, 0
 
 
-def write_npz_atomic(path: Path, **arrays: np.ndarray) -> Path:
-    """``np.savez`` to ``path`` atomically (through a file object: savez would append .npz to a temp name)."""
-    from slimpose.utils.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
     from slimpose.lifting.cameras import normalize_screen_coordinates
     from slimpose.lifting.checkpoint import load_lifter
+    from slimpose.lifting.data.h36m import write_npz
     from slimpose.lifting.draw import snapshot_paths, write_lift_renders
     from slimpose.lifting.inference import lift_sequence
     from slimpose.lifting.keypoints import prepare_keypoints, read_video_keypoints
@@ -120,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
     poses_mm = ((poses - poses[:, :1]) * 1000.0).astype(np.float32)  # metres -> mm, root-relative
 
     out.mkdir(parents=True, exist_ok=True)
-    npz = write_npz_atomic(out / NPZ_NAME, poses_3d=poses_mm, keypoints_2d=kp.keypoints.astype(np.float32),
-                           keypoint_scores=kp.scores.astype(np.float32), interpolated=kp.interpolated,
-                           frame_index=kp.frame_index, image_size=np.asarray([w, h], dtype=np.int64))
+    npz = out / NPZ_NAME
+    write_npz(npz, {"poses_3d": poses_mm, "keypoints_2d": kp.keypoints.astype(np.float32),
+                    "keypoint_scores": kp.scores.astype(np.float32), "interpolated": kp.interpolated,
+                    "frame_index": kp.frame_index, "image_size": np.asarray([w, h], dtype=np.int64)})
     fps = args.fps or video_fps or 25.0
     written = write_lift_renders(out, kp.keypoints, poses_mm, kp.frame_index, (w, h), video=args.video, fps=fps,
                                  video_out=video_out, png=args.png)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimpose.lifting.data.clips import clip_starts, take_clip
 from slimpose.lifting.data.h36m import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 from slimpose.lifting.losses import flip_test as _flip_test
 
@@ -34,15 +35,11 @@ __all__ = ["lift_sequence", "seq2seq_window_starts", "model_output_frames"]
 
 def seq2seq_window_starts(num_frames: int, window: int) -> list[int]:
     """First frames of the seq2seq clips of a ``num_frames`` sequence cut into ``window``-frame clips:
-    ``0, F, 2F, ...`` and, when F does not divide T, ``T - F`` (``[0]`` when T < F: one right-padded clip)."""
+    ``0, F, 2F, ...`` and, when F does not divide T, ``T - F`` (``[0]`` when T < F: one right-padded clip).
+    The training clips at stride F (``slimpose.lifting.data.clips.clip_starts``)."""
     if num_frames < 1 or window < 1:
         raise ValueError(f"need num_frames >= 1 and window >= 1, got {num_frames}, {window}")
-    if num_frames <= window:
-        return [0]
-    starts = list(range(0, num_frames - window + 1, window))
-    if num_frames % window:
-        starts.append(num_frames - window)
-    return starts
+    return clip_starts(num_frames, window, window)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -105,7 +102,7 @@ def lift_sequence(
                                      np.repeat(x[-1:], window - 1 - center, axis=0)], axis=0)
             starts = list(range(num))  # clip t = padded[t : t + F], its centre is frame t
         else:
-            padded = x if num >= window else np.concatenate([x, np.repeat(x[-1:], window - num, axis=0)])
+            padded = x if num >= window else take_clip(x, 0, window)
             starts = seq2seq_window_starts(num, window)
         out = np.empty((num, joints, 3), dtype=np.float32)
         batches = range(0, len(starts), batch_size)

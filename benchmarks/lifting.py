@@ -1,0 +1,209 @@
+"""Video 3-D lifting evidence on a CPU budget: MixSTE vs HoT-MixSTE vs the H2OT variants on synthetic motion.
+
+    python benchmarks/lifting.py train --out benchmarks/results/lifting_synth3d --rows mixste,hot_tpc_tra
+    python benchmarks/lifting.py speed --out benchmarks/results/lifting_synth3d
+    python benchmarks/lifting.py report --out benchmarks/results/lifting_synth3d
+
+``train``: every row trains under one budget (the ``*_synth3d`` recipes' CPU-sized trunk: 27 frames, dim 64,
+4 + 4 blocks, 8 heads; the same synthetic sequences, epochs, batch, AdamW and schedule; one thread) and is
+scored on the synthetic test subjects (S9, S11, four cameras, every frame once, flip test on): MPJPE,
+P-MPJPE, N-MPJPE, MPJVE and the action-wise MPJPE, in millimetres. Each row is written to
+``OUT_runs/<row>.json`` as soon as it ends (a rerun skips finished rows, so rows can run in parallel
+processes); its trained weights stay in ``OUT_runs/<row>/last.pth``.
+
+``speed``: params, linear-layer G MACs per clip (the papers' convention) and with the attention products, and
+the CPU latency of one 27-frame clip at batch 1 of every row's model, measured round-robin in one process
+(``measure_latencies_interleaved``: load changes hit all rows alike), as ratios to MixSTE.
+
+``report`` gathers both into ``OUT.json``, ``OUT.md`` and ``OUT.png`` (MPJPE against G MACs per clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from slimpose.config.recipes.lifting import SYNTH_MODELS, _synth
+from slimpose.lifting.config import LiftConfig
+from slimpose.utils.io import load_json, write_json_atomic, write_text_atomic
+
+TRUNK = dict(num_frames=27, dim=64, depth=4)
+#: the H2OT schedule of the CPU trunk: prune before block pairs 1, 2, 3 to 18, 9 and 5 of 27 frames
+H2OT_SCHEDULE = ((1, 18), (2, 9), (3, 5))
+
+# row -> (label, model name, factory overrides)
+ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "mixste": ("MixSTE (all 27 frames)", "mixste", dict(SYNTH_MODELS["mixste"])),
+    "hot_tpc_tra": ("HoT-MixSTE: TPC 9 of 27 before pair 2, TRA", "hot_mixste", dict(SYNTH_MODELS["hot_mixste"])),
+    "hot_tps_tri": ("HoT-MixSTE with TPS + TRI", "hot_mixste",
+                    dict(SYNTH_MODELS["hot_mixste"], pruner="tps", recovery="tri")),
+    "h2ot_tpc_tra": ("H2OT: TPC 18/9/5 before pairs 1/2/3, TRA", "h2ot_mixste",
+                     dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tpc", recovery="tra")),
+    "h2ot_tpa_tra": ("H2OT: TPA, TRA", "h2ot_mixste", dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tpa", recovery="tra")),
+    "h2ot_tpmo_tra": ("H2OT: TPMo, TRA", "h2ot_mixste",
+                      dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tpmo", recovery="tra")),
+    "h2ot_tps_tri": ("H2OT: TPS, TRI (parameter-free)", "h2ot_mixste",
+                     dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tps", recovery="tri")),
+}
+
+
+def row_config(args: argparse.Namespace, row: str) -> LiftConfig:
+    """The synthetic-motion budget with this row's lifter."""
+    _, model, overrides = ROWS[row]
+    cfg = copy.deepcopy(_synth("mixste"))
+    cfg.name = row
+    cfg.model.name = model
+    cfg.model.overrides = {k: (list(map(list, v)) if k == "schedule" else v) for k, v in overrides.items()}
+    d = cfg.data
+    d.data_root = str(Path(args.data_dir) if args.data_dir else Path(f"{args.out}_data"))
+    d.synthetic_sequences, d.synthetic_frames, d.stride = args.sequences, 243, args.stride
+    cfg.schedule.epochs = args.epochs
+    cfg.eval_interval = args.epochs
+    cfg.num_threads = args.threads
+    cfg.tensorboard = False
+    cfg.device = "cpu"
+    cfg.work_dir = str(Path(f"{args.out}_runs") / row)
+    return cfg
+
+
+def build_row_model(row: str):
+    from slimpose.lifting.models import create_lifter
+
+    _, model, overrides = ROWS[row]
+    return create_lifter(model, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from slimpose.config.parse import config_to_dict
+    from slimpose.training import fit_config
+
+    runs = Path(f"{args.out}_runs")
+    for row in args.rows.split(","):
+        dst = runs / f"{row}.json"
+        if dst.exists() and not args.overwrite:
+            print(f"[lifting] {row}: done ({dst})", file=sys.stderr)
+            continue
+        cfg = row_config(args, row)
+        t0 = time.perf_counter()
+        summary, loop = fit_config(cfg)
+        result = {"row": row, "label": ROWS[row][0], "model": cfg.model.name, "overrides": cfg.model.overrides,
+                  "train_s": time.perf_counter() - t0, "steps": loop.global_step,
+                  "metrics": {k[4:]: v for k, v in summary.items() if k.startswith("val_")},
+                  "train_loss": summary.get("train_loss"), "config": config_to_dict(cfg)}
+        write_json_atomic(dst, result, indent=2)
+        print(f"[lifting] {row}: MPJPE {result['metrics'].get('MPJPE'):.1f} mm in {result['train_s']:.0f} s",
+              file=sys.stderr)
+
+
+def cmd_speed(args: argparse.Namespace) -> None:
+    import torch
+
+    from slimpose.engine.complexity import count_flops, count_params, measure_latencies_interleaved
+
+    torch.set_num_threads(args.threads)
+    rows = args.rows.split(",")
+    models = {row: build_row_model(row).eval() for row in rows}
+    out: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "batch": 1, "rows": {}}
+    for row, model in models.items():
+        flops = count_flops(model)
+        out["rows"][row] = {"params": count_params(model), "gmacs_linear": flops["linear"] / 1e9,
+                            "gmacs_with_attention": flops["gflops_with_attention"]}
+    lat = measure_latencies_interleaved(models, {"b1": {"batch": 1, "device": "cpu", "warmup": 3,
+                                                        "repeats": args.repeats}}, rounds=args.rounds)
+    for row in rows:
+        ms = sorted(lat[row]["b1"])
+        out["rows"][row]["latency_ms_rounds"] = ms
+        out["rows"][row]["latency_ms"] = ms[len(ms) // 2]
+    base = out["rows"].get("mixste")
+    if base:
+        for r in out["rows"].values():
+            r["gmacs_vs_mixste"] = r["gmacs_linear"] / base["gmacs_linear"]
+            r["latency_vs_mixste"] = r["latency_ms"] / base["latency_ms"]
+    write_json_atomic(Path(f"{args.out}_speed.json"), out, indent=2)
+    print(f"[lifting] speed written to {args.out}_speed.json", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    runs = Path(f"{args.out}_runs")
+    speed_path = Path(f"{args.out}_speed.json")
+    speed = load_json(speed_path, "speed results")["rows"] if speed_path.exists() else {}
+    rows = []
+    for row in ROWS:
+        p = runs / f"{row}.json"
+        if not p.exists():
+            continue
+        r = load_json(p, "row result")
+        rows.append({**r, **speed.get(row, {})})
+    if not rows:
+        raise SystemExit(f"no finished rows in {runs}")
+    base = next((r for r in rows if r["row"] == "mixste"), None)
+    lines = ["| row | params | G MACs / clip (linear) | vs MixSTE | CPU ms / clip | vs MixSTE | MPJPE | vs MixSTE | "
+             "P-MPJPE | N-MPJPE | MPJVE | action-wise MPJPE | train s |", "|" + "---|" * 13]
+    for r in rows:
+        m = r["metrics"]
+        d_mpjpe = f"{100 * (m['MPJPE'] / base['metrics']['MPJPE'] - 1):+.1f}%" if base else "-"
+        lines.append(
+            f"| {r['label']} | {r.get('params', 0) / 1e6:.3f} M | {r.get('gmacs_linear', float('nan')):.4f} | "
+            f"{100 * (r.get('gmacs_vs_mixste', float('nan')) - 1):+.1f}% | {r.get('latency_ms', float('nan')):.2f} | "
+            f"{100 * (r.get('latency_vs_mixste', float('nan')) - 1):+.1f}% | {m['MPJPE']:.1f} | {d_mpjpe} | "
+            f"{m['P-MPJPE']:.1f} | {m['N-MPJPE']:.1f} | {m.get('MPJVE', float('nan')):.2f} | "
+            f"{m.get('MPJPE_actionwise', float('nan')):.1f} | {r['train_s']:.0f} |")
+    cfg = rows[0]["config"]
+    head = (f"Synthetic motion ({cfg['data']['synthetic_sequences']} sequences of 243 frames, test S9 + S11, four "
+            f"cameras, detector-like 2-D noise); every row: {cfg['schedule']['epochs']} epochs, clips of 27 frames "
+            f"every {cfg['data']['stride']}, batch {cfg['data']['batch_size']}, AdamW {cfg['optim']['lr']:g} "
+            f"(x{cfg['schedule']['epoch_decay']:g} per epoch), {cfg['num_threads']} thread(s); flip test; errors in "
+            "mm. Latency: batch 1, one 27-frame clip, median of interleaved rounds in one process.")
+    write_text_atomic(Path(f"{args.out}.md"), head + "\n\n" + "\n".join(lines) + "\n")
+    write_json_atomic(Path(f"{args.out}.json"), {"rows": rows}, indent=2)
+    _plot(rows, Path(f"{args.out}.png"))
+    print("\n".join(lines))
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from slimpose.visualization import save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        if "gmacs_linear" not in r:
+            continue
+        ax.scatter(r["gmacs_linear"], r["metrics"]["MPJPE"], s=40)
+        ax.annotate(r["row"], (r["gmacs_linear"], r["metrics"]["MPJPE"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("G MACs per 27-frame clip (linear layers)")
+    ax.set_ylabel("MPJPE (mm), synthetic test subjects")
+    ax.set_title("Lifting on synthetic motion: accuracy vs cost")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("train", "speed", "report"))
+    p.add_argument("--out", required=True, help="results prefix (OUT.json / .md / .png, OUT_runs/, OUT_speed.json)")
+    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--data-dir", default=None, help="synthetic motion folder (default OUT_data)")
+    recipe = _synth("mixste")  # the *_synth3d recipes' budget by default
+    p.add_argument("--sequences", type=int, default=recipe.data.synthetic_sequences)
+    p.add_argument("--stride", type=int, default=recipe.data.stride)
+    p.add_argument("--epochs", type=int, default=recipe.schedule.epochs)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    {"train": cmd_train, "speed": cmd_speed, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

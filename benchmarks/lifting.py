@@ -31,23 +31,18 @@ from slimpose.config.recipes.lifting import SYNTH_MODELS, _synth
 from slimpose.lifting.config import LiftConfig
 from slimpose.utils.io import load_json, write_json_atomic, write_text_atomic
 
-TRUNK = dict(num_frames=27, dim=64, depth=4)
-#: the H2OT schedule of the CPU trunk: prune before block pairs 1, 2, 3 to 18, 9 and 5 of 27 frames
-H2OT_SCHEDULE = ((1, 18), (2, 9), (3, 5))
-
-# row -> (label, model name, factory overrides)
+# row -> (label, model name, factory overrides); the H2OT rows use the default schedule scaled to the CPU trunk
+# (27 frames, 4 block pairs): 13, 7 and 3 of 27 frames before block pairs 1, 2 and 3
+H2OT = SYNTH_MODELS["h2ot_mixste"]
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "mixste": ("MixSTE (all 27 frames)", "mixste", dict(SYNTH_MODELS["mixste"])),
     "hot_tpc_tra": ("HoT-MixSTE: TPC 9 of 27 before pair 2, TRA", "hot_mixste", dict(SYNTH_MODELS["hot_mixste"])),
     "hot_tps_tri": ("HoT-MixSTE with TPS + TRI", "hot_mixste",
                     dict(SYNTH_MODELS["hot_mixste"], pruner="tps", recovery="tri")),
-    "h2ot_tpc_tra": ("H2OT: TPC 18/9/5 before pairs 1/2/3, TRA", "h2ot_mixste",
-                     dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tpc", recovery="tra")),
-    "h2ot_tpa_tra": ("H2OT: TPA, TRA", "h2ot_mixste", dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tpa", recovery="tra")),
-    "h2ot_tpmo_tra": ("H2OT: TPMo, TRA", "h2ot_mixste",
-                      dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tpmo", recovery="tra")),
-    "h2ot_tps_tri": ("H2OT: TPS, TRI (parameter-free)", "h2ot_mixste",
-                     dict(TRUNK, schedule=H2OT_SCHEDULE, pruner="tps", recovery="tri")),
+    "h2ot_tpc_tra": ("H2OT: TPC 13/7/3 before pairs 1/2/3, TRA", "h2ot_mixste", dict(H2OT, pruner="tpc", recovery="tra")),
+    "h2ot_tpa_tra": ("H2OT: TPA, TRA", "h2ot_mixste", dict(H2OT, pruner="tpa", recovery="tra")),
+    "h2ot_tpmo_tra": ("H2OT: TPMo, TRA", "h2ot_mixste", dict(H2OT, pruner="tpmo", recovery="tra")),
+    "h2ot_tps_tri": ("H2OT: TPS, TRI (parameter-free)", "h2ot_mixste", dict(H2OT, pruner="tps", recovery="tri")),
 }
 
 
@@ -57,7 +52,7 @@ def row_config(args: argparse.Namespace, row: str) -> LiftConfig:
     cfg = copy.deepcopy(_synth("mixste"))
     cfg.name = row
     cfg.model.name = model
-    cfg.model.overrides = {k: (list(map(list, v)) if k == "schedule" else v) for k, v in overrides.items()}
+    cfg.model.overrides = dict(overrides)
     d = cfg.data
     d.data_root = str(Path(args.data_dir) if args.data_dir else Path(f"{args.out}_data"))
     d.synthetic_sequences, d.synthetic_frames, d.stride = args.sequences, 243, args.stride

@@ -72,7 +72,8 @@ def test_clip_dataset_flips_are_per_epoch_and_consistent():
 
 
 def test_lifting_recipes_are_lift_configs():
-    for name in ("mixste_synth3d", "hot_mixste_synth3d", "tpc_mixste_synth3d", "mixste_h36m", "hot_mixste_h36m"):
+    for name in ("mixste_synth3d", "hot_mixste_synth3d", "tpc_mixste_synth3d", "h2ot_mixste_synth3d", "mixste_h36m",
+                 "hot_mixste_h36m", "tpc_mixste_h36m", "h2ot_mixste_h36m"):
         cfg = RECIPES[name]()
         assert isinstance(cfg, LiftConfig) and cfg.family == "lifting"
     h36m = RECIPES["mixste_h36m"]()
@@ -146,7 +147,9 @@ def test_train_resume_and_evaluate_a_tiny_lifter(tmp_path):
 
 
 @pytest.mark.parametrize("model,extra", [("hot_mixste", {"num_tokens": 3, "layer_index": 1}),
-                                         ("tpc_mixste", {"num_tokens": 3, "layer_index": 1})])
+                                         ("tpc_mixste", {"num_tokens": 3, "layer_index": 1}),
+                                         ("h2ot_mixste", {"depth": 3, "schedule": [[1, 5], [2, 3]],
+                                                          "pruner": "tpmo"})])
 def test_pruned_lifters_train(tmp_path, model, extra):
     from slimpose.lifting.train import build_lift_trainer
 

@@ -5,9 +5,11 @@
   cameras from slimpose's copy of the calibration), with MixSTE's official training: AdamW 4e-5, weight decay
   0.1, x0.99 per epoch, 120 epochs, 4 clips of 243 frames (``-b 1024``), clips every 243 frames (``-s 243``;
   TPC-MixSTE, seq2frame: every frame, its README's stride 1), flip augmentation and flip test. HoT's own
-  epochs and batch are not in the reference: its recipe uses MixSTE's (the code it forks).
+  epochs and batch are not in the reference: its recipe uses MixSTE's (the code it forks); so does H2OT's
+  (``h2ot_mixste``: TPC, 121 / 61 / 31 of 243 frames before block pairs 2 / 3 / 4, TRA; unverified schedule).
 * ``<model>_synth3d``: CPU-sized versions (27 frames, dim 64, 4 + 4 blocks, 8 heads; HoT keeps 9 of 27
-  frames before block pair 2, TPC-MixSTE 7 of 27 before pair 3) on slimpose's synthetic motion (written to
+  frames before block pair 2, TPC-MixSTE 7 of 27 before pair 3, H2OT 13, 7 and 3 of 27 before pairs 1, 2
+  and 3: its default schedule scaled) on slimpose's synthetic motion (written to
   ``data/synth3d`` on first use: 35 sequences of 243 frames, every subject performing every motion kind once,
   four cameras, detector-like 2-D noise), AdamW 1e-3, weight decay 0.1, x0.95 per epoch, 16 clips per batch,
   non-overlapping 27-frame clips, 12 epochs: the budget of ``benchmarks/lifting.py``.
@@ -25,6 +27,7 @@ SYNTH_MODELS: dict[str, dict] = {
     "mixste": dict(num_frames=27, dim=64, depth=4),
     "hot_mixste": dict(num_frames=27, dim=64, depth=4, num_tokens=9, layer_index=2),
     "tpc_mixste": dict(num_frames=27, dim=64, depth=4, num_tokens=7, layer_index=3),
+    "h2ot_mixste": dict(num_frames=27, dim=64, depth=4),  # the default schedule scaled: 13 / 7 / 3 of 27 frames
 }
 
 
@@ -53,7 +56,9 @@ RECIPES: dict[str, Callable[[], LiftConfig]] = {
     "mixste_h36m": lambda: _h36m("mixste"),
     "hot_mixste_h36m": lambda: _h36m("hot_mixste"),
     "tpc_mixste_h36m": lambda: _h36m("tpc_mixste"),
+    "h2ot_mixste_h36m": lambda: _h36m("h2ot_mixste"),
     "mixste_synth3d": lambda: _synth("mixste"),
     "hot_mixste_synth3d": lambda: _synth("hot_mixste"),
     "tpc_mixste_synth3d": lambda: _synth("tpc_mixste"),
+    "h2ot_mixste_synth3d": lambda: _synth("h2ot_mixste"),
 }

@@ -2,7 +2,8 @@
 
 ``LIFTERS`` maps each published variant's name to its factory (a plain dict, written out by hand, like
 ``slimpose.models.MODELS``). Every factory takes ``num_frames=243, num_joints=17, dim=512, depth=8`` and
-keyword overrides (small CPU versions: ``mixste(num_frames=27, dim=32, depth=2)``). Every lifter takes
+keyword overrides (small CPU versions: ``mixste(num_frames=27, dim=32, depth=2)``,
+``h2ot_mixste(num_frames=27, dim=32, depth=4)``). Every lifter takes
 (B, T, J, 2) 2-D keypoint sequences (``model.input_spec``: a ``SequenceInput``) and returns 3-D poses:
 (B, T, J, 3) for the seq2seq models, (B, 1, J, 3) for the seq2frame ``tpc_mixste``. See
 docs/lifting_models.md.
@@ -14,9 +15,12 @@ from typing import Callable
 
 from torch import nn
 
+from slimpose.lifting.models.h2ot import H2OT_SCHEDULE, H2OTMixSTE, h2ot_mixste
 from slimpose.lifting.models.hot import HoTMixSTE, TPCMixSTE, hot_mixste, tpc_mixste
 from slimpose.lifting.models.mixste import MixSTE, mixste
-from slimpose.lifting.models.pruning import TPC, TPS, TRA, TRI, TokenPruner, TokenRecovery, cluster_dpc_knn
+from slimpose.lifting.models.pruning import (
+    TPA, TPC, TPS, TRA, TRI, TPMo, TokenPruner, TokenRecovery, cluster_dpc_knn,
+)
 from slimpose.lifting.models.spec import SequenceInput
 from slimpose.models._factory import create_from
 
@@ -27,6 +31,8 @@ LIFTERS: dict[str, Callable[..., nn.Module]] = {
     "hot_mixste": hot_mixste,
     # TPC-MixSTE: TPC only (61 frames before block pair 7, the centre always kept), seq2frame
     "tpc_mixste": tpc_mixste,
+    # H2OT on MixSTE: pruning in stages (121, 61, 31 of 243 frames before block pairs 2, 3, 4) + TRA, seq2seq
+    "h2ot_mixste": h2ot_mixste,
 }
 
 
@@ -36,6 +42,7 @@ def create_lifter(name: str, **overrides) -> nn.Module:
 
 
 __all__ = [
-    "HoTMixSTE", "LIFTERS", "MixSTE", "SequenceInput", "TPC", "TPCMixSTE", "TPS", "TRA", "TRI", "TokenPruner",
-    "TokenRecovery", "cluster_dpc_knn", "create_lifter", "hot_mixste", "mixste", "tpc_mixste",
+    "H2OTMixSTE", "H2OT_SCHEDULE", "HoTMixSTE", "LIFTERS", "MixSTE", "SequenceInput", "TPA", "TPC", "TPCMixSTE",
+    "TPMo", "TPS", "TRA", "TRI", "TokenPruner", "TokenRecovery", "cluster_dpc_knn", "create_lifter", "h2ot_mixste",
+    "hot_mixste", "mixste", "tpc_mixste",
 ]

@@ -27,9 +27,11 @@ import torch
 from torch import nn
 
 from slimpose.lifting.models.mixste import MixSTE
-from slimpose.lifting.models.pruning import TPC, TPS, TRA, TRI, TokenPruner, TokenRecovery, gather_frames
+from slimpose.lifting.models.pruning import (
+    TPA, TPC, TPS, TRA, TRI, TPMo, TokenPruner, TokenRecovery, gather_frames,
+)
 
-PRUNERS = ("tpc", "tps")
+PRUNERS = ("tpc", "tps", "tpa", "tpmo")
 RECOVERIES = ("tra", "tri")
 
 
@@ -67,7 +69,8 @@ def _flatten_missing(model: "HoTMixSTE", incompatible_keys) -> None:
 class HoTMixSTE(MixSTE):
     """MixSTE with a token pruner before block pair ``layer_index`` and a token recovery after the last pair.
 
-    ``pruner``: a ``TokenPruner`` (``TPC`` in HoT, ``TPS``) choosing ``pruner.num_tokens`` frames;
+    ``pruner``: a ``TokenPruner`` (``TPC`` in HoT; ``TPS``, ``TPA``, ``TPMo``) choosing ``pruner.num_tokens``
+    frames (it is given the input poses too, for TPMo);
     ``recovery``: a ``TokenRecovery`` (``TRA`` in HoT, ``TRI``). Other arguments are ``MixSTE``'s.
     ``forward_features(x, index=None)`` -> (kept tokens (B, n, J, C), index (B, n)); ``forward_head(tokens,
     index)`` -> (B, T, J, 3). A given ``index`` replaces the pruner's choice (e.g. to reuse one).
@@ -94,10 +97,11 @@ class HoTMixSTE(MixSTE):
 
     def forward_features(self, x: torch.Tensor, index: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        poses = x
         x = self.forward_stem(x)
         for i in range(1, self.depth):
             if i == self.layer_index:
-                x, index = self.pruner(x, index)
+                x, index = self.pruner(x, index, poses=poses)
                 x = x + self.pos_embed_token.unsqueeze(2)
             x = self.forward_block(x, i)
         return x, index
@@ -147,13 +151,18 @@ class TPCMixSTE(MixSTE):
 
 
 def make_pruner(pruner: str | TokenPruner, num_tokens: int) -> TokenPruner:
-    """``"tpc"`` (k = 2) or ``"tps"`` with ``num_tokens`` tokens, or a given ``TokenPruner``."""
+    """``"tpc"`` (k = 2), ``"tps"``, ``"tpa"`` or ``"tpmo"`` (on the input poses) with ``num_tokens`` tokens,
+    or a given ``TokenPruner``."""
     if isinstance(pruner, TokenPruner):
         return pruner
     if pruner == "tpc":
         return TPC(num_tokens, k=2)
     if pruner == "tps":
         return TPS(num_tokens)
+    if pruner == "tpa":
+        return TPA(num_tokens)
+    if pruner == "tpmo":
+        return TPMo(num_tokens)
     raise ValueError(f"pruner must be one of {PRUNERS} or a TokenPruner, got {pruner!r}")
 
 
@@ -173,8 +182,8 @@ def hot_mixste(num_frames: int = 243, num_joints: int = 17, dim: int = 512, dept
                num_tokens: int = 81, layer_index: int = 3, pruner: str | TokenPruner = "tpc",
                recovery: str | TokenRecovery = "tra", **overrides) -> HoTMixSTE:
     """HoT-MixSTE as released (``--frames 243 --token_num 81 --layer_index 3``): TPC + TRA, 35,000,323
-    parameters, 83.8 G linear-layer MACs per 243-frame clip. ``pruner`` / ``recovery``: ``"tpc"`` / ``"tps"``,
-    ``"tra"`` / ``"tri"`` or instances; other overrides go to ``MixSTE``."""
+    parameters, 83.8 G linear-layer MACs per 243-frame clip. ``pruner`` / ``recovery``: ``"tpc"`` / ``"tps"`` /
+    ``"tpa"`` / ``"tpmo"``, ``"tra"`` / ``"tri"`` or instances; other overrides go to ``MixSTE``."""
     cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
     cfg.update(overrides)
     return HoTMixSTE(make_pruner(pruner, num_tokens),

@@ -3,12 +3,18 @@
 Features travel as (B, F, J, C): F frames of J joint tokens. A **pruner** (``TokenPruner``) chooses
 ``num_tokens`` frames and returns their features with their frame indices, always in temporal order; a
 **recovery** (``TokenRecovery``) turns the features or poses of the kept frames back into a full-length
-sequence. Both are plug-ins of ``slimpose.lifting.models.hot.HoTMixSTE``:
+sequence. Both are plug-ins of ``slimpose.lifting.models.hot.HoTMixSTE`` and
+``slimpose.lifting.models.h2ot.H2OTMixSTE``. A pruner may also read ``poses`` (B, F, J, 2), the model's 2-D
+input at the F frames it chooses from (TPMo does; the others ignore it):
 
 * ``TPC`` (token pruning cluster, HoT): DPC-kNN on the frame features averaged over the joints
   (``cluster_dpc_knn``, as NationalGAILab/HoT ``model/mixste/hot_mixste.py: cluster_dpc_knn``), the
   ``num_tokens`` best-scored frames kept; ``keep=`` forces one frame in (TPC-MixSTE's centre frame,
   ``tpc_mixste.py: cluster_dpc_knn_center``).
+* ``TPA`` (token pruning attention, H2OT): parameter-free; the frames that receive the most attention in a
+  softmax self-attention among the (joint-averaged, normalised) frame features are kept (``attention_scores``).
+* ``TPMo`` (token pruning motion, H2OT): the frames of largest pose change are kept (``motion_scores``), on
+  the 2-D input poses of the alive frames (``poses``) or on the features.
 * ``TPS`` (token pruning sampler, H2OT): parameter-free uniform sampling.
 * ``TRA`` (token recovering attention, HoT ``Cross_Attention``): learnable queries, one per output frame,
   cross-attend to the kept tokens of each joint; works on features, before the head.
@@ -64,24 +70,36 @@ def cluster_dpc_knn(x: torch.Tensor, num_centres: int, k: int = 2, noise: float 
     n = x.shape[1]
     if not 1 <= num_centres <= n:
         raise ValueError(f"cannot choose {num_centres} of {n} frames")
-    score = dpc_knn_scores(x, k, noise)
+    return top_frames(dpc_knn_scores(x, k, noise), num_centres, keep)
+
+
+def top_frames(score: torch.Tensor, num_tokens: int, keep: int | None = None) -> torch.Tensor:
+    """The ``num_tokens`` best-scored frames of score (B, F), **ascending**. ``keep``: that frame is always one
+    of them (its score is set to -inf, the ``num_tokens - 1`` best others are taken and it is added). ``score``
+    is modified in place when ``keep`` is given."""
+    n = score.shape[1]
+    if not 1 <= num_tokens <= n:
+        raise ValueError(f"cannot choose {num_tokens} of {n} frames")
     if keep is None:
-        index = torch.topk(score, k=num_centres, dim=-1).indices
+        index = torch.topk(score, k=num_tokens, dim=-1).indices
     else:
         if not 0 <= keep < n:
             raise ValueError(f"keep={keep} is not a frame of {n}")
         score[:, keep] = -math.inf
-        index = torch.topk(score, k=num_centres - 1, dim=-1).indices
-        index = torch.cat([index, index.new_full((x.shape[0], 1), keep)], dim=-1)
+        index = torch.topk(score, k=num_tokens - 1, dim=-1).indices
+        index = torch.cat([index, index.new_full((score.shape[0], 1), keep)], dim=-1)
     return torch.sort(index, dim=-1).values
 
 
 class TokenPruner(nn.Module):
     """Chooses ``num_tokens`` of the F frames of x (B, F, J, C).
 
-    Subclasses implement ``select(x) -> (B, num_tokens)`` long indices, ascending. ``forward(x, index=None)``
-    returns ``(x at those frames (B, n, J, C), index)``; a given ``index`` is used as is (e.g. the flipped
-    pass of a test reusing the indices of the plain one, as TPC-MixSTE's test does).
+    Subclasses implement ``select(x, poses=None) -> (B, num_tokens)`` long indices, ascending; ``poses``
+    (B, F, J, D) is the model's input at the same F frames, for a criterion on the real pose change (TPMo).
+    ``forward(x, index=None, poses=None)`` returns ``(x at those frames (B, n, J, C), index)``; a given
+    ``index`` is used as is (e.g. the flipped pass of a test reusing the indices of the plain one, as
+    TPC-MixSTE's test does). Without ``poses``, ``select(x)`` is called with ``x`` alone (a subclass written
+    for the one-argument form keeps working there).
     """
 
     def __init__(self, num_tokens: int) -> None:
@@ -90,14 +108,18 @@ class TokenPruner(nn.Module):
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         self.num_tokens = int(num_tokens)
 
-    def select(self, x: torch.Tensor) -> torch.Tensor:
+    def select(self, x: torch.Tensor, poses: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None, poses: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1] < self.num_tokens:
             raise ValueError(f"{type(self).__name__}: cannot keep {self.num_tokens} of {x.shape[1]} frames")
+        if poses is not None and tuple(poses.shape[:2]) != tuple(x.shape[:2]):
+            raise ValueError(f"{type(self).__name__}: poses {tuple(poses.shape)} do not match the "
+                             f"{tuple(x.shape[:2])} (batch, frames) of the features")
         if index is None:
-            index = self.select(x)
+            index = self.select(x) if poses is None else self.select(x, poses)
         return gather_frames(x, index), index
 
     def extra_repr(self) -> str:
@@ -116,7 +138,7 @@ class TPC(TokenPruner):
         self.keep = keep
         self.noise = float(noise)
 
-    def select(self, x: torch.Tensor) -> torch.Tensor:
+    def select(self, x: torch.Tensor, poses: torch.Tensor | None = None) -> torch.Tensor:
         return cluster_dpc_knn(x.mean(dim=2), self.num_tokens, self.k, self.noise, self.keep)
 
     def extra_repr(self) -> str:
@@ -146,12 +168,101 @@ class TPS(TokenPruner):
         super().__init__(num_tokens)
         self.keep = keep
 
-    def select(self, x: torch.Tensor) -> torch.Tensor:
+    def select(self, x: torch.Tensor, poses: torch.Tensor | None = None) -> torch.Tensor:
         index = uniform_indices(x.shape[1], self.num_tokens, self.keep, device=x.device)
         return index.unsqueeze(0).expand(x.shape[0], -1)
 
     def extra_repr(self) -> str:
         return f"num_tokens={self.num_tokens}, keep={self.keep}"
+
+
+def attention_scores(x: torch.Tensor, norm: bool = True, scale: float | None = None, eps: float = 1e-6
+                     ) -> torch.Tensor:
+    """TPA's frame scores for x (B, N, C), no gradient: ``x`` layer-normalised without affine parameters
+    (``norm``), ``A = softmax(x x^T * scale)`` over the keys (``scale`` defaults to ``C ** -0.5``), and the
+    score of frame j is the attention it receives, the mean over the query frames ``mean_i A[i, j]``.
+    Returns (B, N); every row sums to 1."""
+    with torch.no_grad():
+        c = x.shape[-1]
+        if norm:
+            x = F.layer_norm(x, (c,), eps=eps)
+        logits = torch.matmul(x, x.transpose(1, 2)) * (c ** -0.5 if scale is None else scale)
+        return torch.softmax(logits, dim=-1).mean(dim=1)
+
+
+class TPA(TokenPruner):
+    """Token pruning attention (H2OT; no official code, this reading is slimpose's): parameter-free
+    self-attention among the frames, on the per-frame features averaged over the joints
+    (``attention_scores``); the ``num_tokens`` frames that receive the most attention are kept, ascending.
+    ``keep``: a frame always kept (as ``TPC``); ``norm`` / ``scale``: as ``attention_scores``."""
+
+    def __init__(self, num_tokens: int, keep: int | None = None, norm: bool = True,
+                 scale: float | None = None) -> None:
+        super().__init__(num_tokens)
+        self.keep = keep
+        self.norm = bool(norm)
+        self.scale = scale
+
+    def select(self, x: torch.Tensor, poses: torch.Tensor | None = None) -> torch.Tensor:
+        return top_frames(attention_scores(x.mean(dim=2), self.norm, self.scale), self.num_tokens, self.keep)
+
+    def extra_repr(self) -> str:
+        return f"num_tokens={self.num_tokens}, keep={self.keep}, norm={self.norm}, scale={self.scale}"
+
+
+MOTION_SOURCES = ("input", "features")
+MOTION_FIRST = ("next", "keep")
+
+
+def motion_scores(p: torch.Tensor, first: str = "next") -> torch.Tensor:
+    """TPMo's frame scores for a sequence p (B, F, J, D) (poses, or features), no gradient: frame t >= 1
+    scores ``mean_j ||p[t, j] - p[t - 1, j]||`` (its change since the previous frame of the sequence);
+    frame 0 scores the change to frame 1 (``first="next"``) or +inf, so that it is always kept
+    (``first="keep"``). A one-frame sequence scores 0 (or +inf). Returns (B, F)."""
+    if first not in MOTION_FIRST:
+        raise ValueError(f"first must be one of {MOTION_FIRST}, got {first!r}")
+    with torch.no_grad():
+        if p.shape[1] == 1:
+            score = p.new_zeros(p.shape[:2])
+        else:
+            step = (p[:, 1:] - p[:, :-1]).norm(dim=-1).mean(dim=-1)
+            score = torch.cat([step[:, :1], step], dim=1)
+        if first == "keep":
+            score[:, 0] = math.inf
+        return score
+
+
+class TPMo(TokenPruner):
+    """Token pruning motion (H2OT; no official code, this reading is slimpose's): keeps the ``num_tokens``
+    frames of largest pose change (``motion_scores``), ascending. ``source="input"`` (default) measures it on
+    ``poses``, the model's 2-D input at the frames being chosen from (required then); ``"features"`` on the
+    features x (B, F, J, C). ``first``: how frame 0 is scored (``motion_scores``); ``keep``: a frame always
+    kept (as ``TPC``). At a later stage the alive frames are not consecutive: the change is the one between
+    consecutive *alive* frames, not divided by their distance in time."""
+
+    def __init__(self, num_tokens: int, source: str = "input", first: str = "next",
+                 keep: int | None = None) -> None:
+        super().__init__(num_tokens)
+        if source not in MOTION_SOURCES:
+            raise ValueError(f"source must be one of {MOTION_SOURCES}, got {source!r}")
+        if first not in MOTION_FIRST:
+            raise ValueError(f"first must be one of {MOTION_FIRST}, got {first!r}")
+        self.source = source
+        self.first = first
+        self.keep = keep
+
+    def select(self, x: torch.Tensor, poses: torch.Tensor | None = None) -> torch.Tensor:
+        if self.source == "input":
+            if poses is None:
+                raise ValueError("TPMo(source='input') needs the poses of the frames it chooses from "
+                                 "(forward(x, poses=...)); use source='features' to score the features")
+            p = poses
+        else:
+            p = x
+        return top_frames(motion_scores(p, self.first), self.num_tokens, self.keep)
+
+    def extra_repr(self) -> str:
+        return f"num_tokens={self.num_tokens}, source={self.source!r}, first={self.first!r}, keep={self.keep}"
 
 
 class TokenRecovery(nn.Module):
@@ -242,6 +353,7 @@ class TRI(TokenRecovery):
 
 
 __all__ = [
-    "CrossAttention", "TPC", "TPS", "TRA", "TRI", "TokenPruner", "TokenRecovery", "cluster_dpc_knn",
-    "dpc_knn_scores", "gather_frames", "uniform_indices",
+    "CrossAttention", "MOTION_FIRST", "MOTION_SOURCES", "TPA", "TPC", "TPMo", "TPS", "TRA", "TRI", "TokenPruner",
+    "TokenRecovery", "attention_scores", "cluster_dpc_knn", "dpc_knn_scores", "gather_frames", "motion_scores",
+    "top_frames", "uniform_indices",
 ]

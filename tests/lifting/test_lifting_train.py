@@ -206,3 +206,32 @@ def test_bundled_h36m_cameras_and_an_h36m_config(tmp_path):
     expected = np.asarray(cams["S9"][2].world_to_camera(reduce_h36m_joints(pos3d["S9"]["Walking 1"])))
     np.testing.assert_allclose(seq.poses_3d, expected - expected[:, :1], atol=1e-5)
     assert np.abs(seq.keypoints_2d[..., 0]).max() <= 1.5  # normalised by the image width
+
+
+def test_train_on_mpi_inf_3dhp_files(tmp_path):
+    """``dataset='3dhp'``: P-STMO's files, pelvis (joint 14) as the root, 3DHP's left / right in the flips, the
+    valid test frames only, PCK and AUC."""
+    from slimpose.lifting.data.clips import MPI_INF_3DHP_LAYOUT, joint_layout, load_sequences
+    from slimpose.lifting.train import build_lift_trainer
+
+    rng = np.random.default_rng(2)
+
+    def item(t):
+        return {"data_2d": rng.uniform(0, 2048, (t, 17, 2)), "data_3d": rng.normal(size=(t, 17, 3)) * 300}
+
+    np.savez_compressed(tmp_path / "data_train_3dhp.npz",
+                        data={"S1 Seq1": [{"0": item(20), "4": item(20)}, 25], "S2 Seq1": [{"8": item(12)}, 50]})
+    valid = np.array([1.0] * 10 + [0.0] * 4 + [1.0] * 6)
+    np.savez_compressed(tmp_path / "data_test_3dhp.npz", data={"TS1": {**item(20), "valid": valid}})
+    cfg = apply_overrides(get_config("mixste_3dhp"), [
+        f"data.data_root={tmp_path}", f"work_dir={tmp_path / 'work'}", "data.batch_size=2", "data.stride=9",
+        "data.workers=0", "schedule.epochs=1", "device=cpu", "tensorboard=false", f"model.overrides={TINY!r}"])
+    assert joint_layout(cfg) == MPI_INF_3DHP_LAYOUT and cfg.loss.joint_weights == (1.0,) * 17
+    assert [s.subject for s in load_sequences(cfg, "train")] == ["S1", "S1", "S2"]
+    loop = build_lift_trainer(cfg)
+    summary = loop.fit()
+    loop.close()
+    assert summary["val_num_frames"] == 16 and 0 <= summary["val_PCK"] <= 100 and 0 <= summary["val_AUC"] <= 100
+    assert loop.train_loader.dataset.layout == MPI_INF_3DHP_LAYOUT
+    pred = np.load(tmp_path / "work" / "predictions_val.npz")
+    assert pred["poses_3d"].shape == (16, 17, 3) and np.all(pred["poses_3d"][:, 14] == 0)  # pelvis-relative

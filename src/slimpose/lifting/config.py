@@ -16,7 +16,7 @@ from slimpose.config.schema import AMP_MODES, OPTIMIZERS, ModelConfig, OptimConf
 from slimpose.lifting.losses import MIXSTE_JOINT_WEIGHTS
 from slimpose.utils.io import SlimposeInputError
 
-LIFT_DATASETS = ("synth3d", "h36m")
+LIFT_DATASETS = ("synth3d", "h36m", "3dhp")
 
 
 @dataclass
@@ -24,8 +24,10 @@ class LiftDataConfig:
     """Sequences to train and validate on, and how clips are cut from them.
 
     ``dataset``: ``"synth3d"`` (slimpose's synthetic motion in ``data_root``, written there on first use with
-    ``synthetic_*``) or ``"h36m"`` (Human3.6M in the VideoPose3D layout: ``data_root/data_3d_h36m.npz`` and
-    ``data_root/data_2d_h36m_<keypoints>.npz``). ``cameras``: a camera JSON (``load_h36m_cameras``); default
+    ``synthetic_*``), ``"h36m"`` (Human3.6M in the VideoPose3D layout: ``data_root/data_3d_h36m.npz`` and
+    ``data_root/data_2d_h36m_<keypoints>.npz``) or ``"3dhp"`` (MPI-INF-3DHP as P-STMO prepares it:
+    ``data_root/data_train_3dhp.npz`` / ``data_test_3dhp.npz``, ground-truth 2-D; ``keypoints`` and ``cameras``
+    unused; validated with PCK / AUC on the valid frames as well). ``cameras``: a camera JSON (``load_h36m_cameras``); default
     ``data_root/h36m_cameras.json`` for synth3d and slimpose's copy of the Human3.6M calibration for h36m.
     ``train_subjects`` / ``test_subjects``: empty = the official split (S1, S5-S8 / S9, S11).
     ``stride``: frames between the starts of training clips (0: the clip length, MixSTE's ``-s 243``).

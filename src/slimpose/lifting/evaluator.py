@@ -4,8 +4,10 @@
 ``slimpose.engine.evaluator.Evaluator``): each sequence is lifted by ``lift_sequence`` (windows of the model's
 clip length tiling the sequence, optional flip test), every frame is scored once, root-relative, with the
 metrics of ``slimpose.lifting.metrics``: MPJPE, P-MPJPE, N-MPJPE, MPJVE (per sequence) and their action-wise
-means (``MPJPE_actionwise``, ...: the Human3.6M protocol, mean over action groups). The primary number is
-MPJPE (lower is better). ``predictions_<tag>.npz`` (``poses_3d`` mm, ``sequence``, ``action``) and
+means (``MPJPE_actionwise``, ...: the Human3.6M protocol, mean over action groups); with ``pck`` (MPI-INF-3DHP)
+also ``PCK`` (150 mm) and ``AUC`` on its 14 joints. Poses are made relative to each sequence's root joint;
+sequences with a ``valid`` mask are scored on their valid frames only. The primary number is MPJPE (lower is
+better). ``predictions_<tag>.npz`` (``poses_3d`` mm, ``sequence``, ``action``) and
 ``metrics_<tag>.json`` are written to ``out_dir``; ``slimpose evaluate3d`` rescores the npz.
 """
 
@@ -40,8 +42,13 @@ class LiftEvaluator:
     metric = LiftMetric()
 
     def __init__(self, sequences: Sequence[Sequence3D], out_dir: str | Path, flip_test: bool = True,
-                 batch_size: int = 16, device: torch.device | str = "cpu") -> None:
+                 batch_size: int = 16, device: torch.device | str = "cpu", layout: Any = None,
+                 pck: bool = False) -> None:
+        from slimpose.lifting.data.clips import H36M_LAYOUT
+
         self.sequences = list(sequences)
+        self.layout = layout if layout is not None else H36M_LAYOUT
+        self.pck = pck
         self.out_dir = Path(out_dir)
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
@@ -64,25 +71,30 @@ class LiftEvaluator:
             with ctx():
                 seq2frame = model_output_frames(model, self.device) == 1 < model.input_spec.num_frames
                 return [lift_sequence(model, s.keypoints_2d, flip_test=self.flip_test, batch_size=self.batch_size,
-                                      device=self.device, seq2frame=seq2frame) for s in seqs]
+                                      left=self.layout.left, right=self.layout.right, device=self.device,
+                                      seq2frame=seq2frame) for s in seqs]
         finally:
             model.train(was_training)
 
     def score(self, preds: Sequence[np.ndarray], tag: str = "val") -> dict[str, float]:
-        from slimpose.lifting.metrics import evaluate_poses_3d
+        from slimpose.lifting.metrics import evaluate_3dhp, evaluate_poses_3d
         from slimpose.lifting.data.h36m import write_npz
 
-        pred = np.concatenate([np.asarray(p, np.float64) for p in preds]) * 1000.0
-        gt = np.concatenate([s.poses_3d for s in self.sequences]).astype(np.float64) * 1000.0
-        pred = pred - pred[:, :1]
-        gt = gt - gt[:, :1]
-        names = np.concatenate([[sequence_name(s)] * s.num_frames for s in self.sequences])
-        actions = np.concatenate([[s.action] * s.num_frames for s in self.sequences])
+        keep = [np.ones(s.num_frames, bool) if s.valid is None else np.asarray(s.valid, bool) for s in self.sequences]
+        pred = np.concatenate([(p - p[:, s.root_joint:s.root_joint + 1])[k] for p, s, k in
+                               zip((np.asarray(p, np.float64) for p in preds), self.sequences, keep)]) * 1000.0
+        gt = np.concatenate([(s.poses_3d - s.poses_3d[:, s.root_joint:s.root_joint + 1])[k].astype(np.float64)
+                             for s, k in zip(self.sequences, keep)]) * 1000.0
+        names = np.concatenate([[sequence_name(s)] * int(k.sum()) for s, k in zip(self.sequences, keep)])
+        actions = np.concatenate([[s.action] * int(k.sum()) for s, k in zip(self.sequences, keep)])
         res = evaluate_poses_3d(pred, gt, sequence=names, action=actions)
         metrics = {k: float(res[k]) for k in ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE") if res[k] is not None}
         for k in ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE"):
             if res["actions"].get(k) is not None:
                 metrics[f"{k}_actionwise"] = float(res["actions"][k])
+        if self.pck:
+            hp = evaluate_3dhp(pred, gt)
+            metrics["PCK"], metrics["AUC"] = float(hp["PCK"]), float(hp["AUC"])
         metrics["num_frames"] = float(res["num_frames"])
         metrics["num_sequences"] = float(len(self.sequences))
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from slimpose.engine.distributed import DistInfo, cleanup_distributed
 from slimpose.engine.loop import TrainLoop
 from slimpose.engine.trainer import assemble_loop, setup_run, start_run, wrap_task
 from slimpose.lifting.config import LiftConfig, validate_lift_config
-from slimpose.lifting.data.clips import ClipDataset, load_sequences, prepare_synth3d
+from slimpose.lifting.data.clips import ClipDataset, joint_layout, load_sequences, prepare_synth3d
 from slimpose.lifting.evaluator import LiftEvaluator
 from slimpose.lifting.losses import LiftingLoss
 from slimpose.lifting.task import LiftingTask
@@ -45,7 +45,8 @@ def build_lifting_task(cfg: LiftConfig, model: nn.Module | None = None) -> Lifti
 
 def build_lift_evaluator(cfg: LiftConfig, dist: DistInfo, out_dir: str | Path) -> LiftEvaluator:
     return LiftEvaluator(load_sequences(cfg, "test"), out_dir, flip_test=cfg.flip_test,
-                         batch_size=cfg.data.val_batch_size, device=dist.device)
+                         batch_size=cfg.data.val_batch_size, device=dist.device, layout=joint_layout(cfg),
+                         pck=cfg.data.dataset == "3dhp")
 
 
 def _check_joints(model: nn.Module, sequences: Any, where: str) -> None:
@@ -66,7 +67,7 @@ def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistIn
     _check_joints(task.model, train_seqs, cfg.data.data_root)
     task, train_task = wrap_task(cfg, task, dist)
     clips = ClipDataset(train_seqs, task.model.input_spec.num_frames, cfg.data.stride, cfg.data.flip_aug,
-                        seed=cfg.seed, subset=cfg.data.train_subset)
+                        seed=cfg.seed, subset=cfg.data.train_subset, layout=joint_layout(cfg))
     train_loader = builders.build_train_loader(cfg, clips, dist)
     evaluator = build_lift_evaluator(cfg, dist, work_dir)
     return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume)

@@ -1,7 +1,8 @@
 """Training clips for the lifters, and the sequences of a ``LiftConfig``.
 
-``load_sequences(cfg, split)`` reads the configured data set (synthetic motion or Human3.6M, VideoPose3D
-layout) as ``Sequence3D`` records; ``ClipDataset`` cuts them into fixed-length clips as MixSTE's seq2seq
+``load_sequences(cfg, split)`` reads the configured data set (synthetic motion or Human3.6M in the VideoPose3D
+layout, or MPI-INF-3DHP in P-STMO's) as ``Sequence3D`` records; ``joint_layout(cfg)`` says its 17 joints'
+left / right sides and root; ``ClipDataset`` cuts them into fixed-length clips as MixSTE's seq2seq
 generator does (clips of ``num_frames`` starting every ``stride`` frames; a sequence shorter than a clip is
 edge-padded, VideoPose3D's ``'edge'`` padding) and mirrors a clip with probability 0.5 (2-D x negated, 3-D
 x negated, left and right swapped). The mirror decision is a function of ``(seed, epoch, index)`` only, so
@@ -11,6 +12,7 @@ a resumed run and every DDP rank see the same clips.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,10 +21,33 @@ import torch
 from torch.utils.data import Dataset
 
 from slimpose.lifting.data.h36m import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_subjects, load_videopose3d
+from slimpose.lifting.data.mpi_inf_3dhp import (MPI_INF_3DHP_JOINTS_LEFT, MPI_INF_3DHP_JOINTS_RIGHT, MPI_INF_3DHP_ROOT,
+                                                load_3dhp_npz)
 from slimpose.lifting.data.sequence import Sequence3D
 from slimpose.utils.io import SlimposeInputError
 
 H36M_CAMERA_TABLE = Path(__file__).resolve().parent / "tables" / "h36m_cameras.json"
+MPI_INF_3DHP_FILES = {"train": "data_train_3dhp.npz", "test": "data_test_3dhp.npz"}
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    """The joint order of a data set's 17 joints: the mirrored pairs (for flips) and the root."""
+
+    name: str
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    root: int
+
+
+H36M_LAYOUT = JointLayout("h36m", tuple(H36M_JOINTS_LEFT), tuple(H36M_JOINTS_RIGHT), 0)
+MPI_INF_3DHP_LAYOUT = JointLayout("3dhp", tuple(MPI_INF_3DHP_JOINTS_LEFT), tuple(MPI_INF_3DHP_JOINTS_RIGHT),
+                                  MPI_INF_3DHP_ROOT)
+
+
+def joint_layout(cfg: Any) -> JointLayout:
+    """MPI-INF-3DHP's joint order for ``dataset='3dhp'``, else Human3.6M's (synthetic motion uses it too)."""
+    return MPI_INF_3DHP_LAYOUT if cfg.data.dataset == "3dhp" else H36M_LAYOUT
 
 
 def clip_starts(num_frames: int, clip: int, stride: int) -> list[int]:
@@ -58,10 +83,11 @@ def mirror(x: np.ndarray, left: Sequence[int] = H36M_JOINTS_LEFT,
 
 class ClipDataset(Dataset):
     """Clips ``{"keypoints_2d": (F, J, 2), "poses_3d": (F, J, 3) metres root-relative, "flipped": bool}`` of
-    ``sequences``. ``stride`` 0 = ``num_frames``; ``flip_aug``: mirror with probability 0.5 per clip and epoch."""
+    ``sequences``. ``stride`` 0 = ``num_frames``; ``flip_aug``: mirror with probability 0.5 per clip and epoch,
+    swapping the ``layout``'s left and right joints."""
 
     def __init__(self, sequences: Sequence[Sequence3D], num_frames: int, stride: int = 0, flip_aug: bool = True,
-                 seed: int = 0, subset: int = 0) -> None:
+                 seed: int = 0, subset: int = 0, layout: JointLayout = H36M_LAYOUT) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if not sequences:
@@ -71,6 +97,7 @@ class ClipDataset(Dataset):
         self.stride = int(stride) or self.num_frames
         self.flip_aug = bool(flip_aug)
         self.seed = int(seed)
+        self.layout = layout
         self.epoch = 0
         self.index = [(i, s) for i, seq in enumerate(self.sequences)
                       for s in clip_starts(seq.num_frames, self.num_frames, self.stride)]
@@ -96,7 +123,7 @@ class ClipDataset(Dataset):
         pose = take_clip(seq.poses_3d, start, self.num_frames)
         flip = self.flipped(idx)
         if flip:
-            kps, pose = mirror(kps), mirror(pose)
+            kps, pose = (mirror(a, self.layout.left, self.layout.right) for a in (kps, pose))
         return {"keypoints_2d": torch.from_numpy(np.ascontiguousarray(kps, np.float32)),
                 "poses_3d": torch.from_numpy(np.ascontiguousarray(pose, np.float32)),
                 "flipped": torch.tensor(flip)}
@@ -134,13 +161,15 @@ def load_sequences(cfg: Any, split: str) -> list[Sequence3D]:
 
     d = cfg.data
     root = Path(d.data_root)
+    given = d.train_subjects if split == "train" else d.test_subjects
+    if d.dataset == "3dhp":
+        return _load_3dhp(root / MPI_INF_3DHP_FILES[split], split, given, d.val_subset)
     path_3d, path_2d = root / "data_3d_h36m.npz", root / f"data_2d_h36m_{d.keypoints}.npz"
     for p in (path_3d, path_2d):
         if not p.is_file():
             hint = (" (slimpose data synth3d writes it)" if d.dataset == "synth3d" else
                     " (Human3.6M in the VideoPose3D layout: see docs/datasets.md)")
             raise SlimposeInputError(f"{p}: not found{hint}")
-    given = d.train_subjects if split == "train" else d.test_subjects
     subjects = list(given) if given else None
     seqs = load_videopose3d(path_3d, path_2d, load_h36m_cameras(camera_file(cfg)), subjects=subjects,
                             split=None if subjects else split, actions=list(d.actions) or None)
@@ -151,5 +180,19 @@ def load_sequences(cfg: Any, split: str) -> list[Sequence3D]:
     return seqs
 
 
-__all__ = ["ClipDataset", "H36M_CAMERA_TABLE", "camera_file", "clip_starts", "load_sequences", "mirror",
+def _load_3dhp(path: Path, split: str, subjects: Sequence[str], val_subset: int) -> list[Sequence3D]:
+    """P-STMO's MPI-INF-3DHP file of ``split`` (all its subjects, or ``subjects``: S1-S8 / TS1-TS6)."""
+    if not path.is_file():
+        raise SlimposeInputError(f"{path}: not found (MPI-INF-3DHP as P-STMO prepares it: see docs/datasets.md)")
+    seqs = load_3dhp_npz(path, split=split)
+    if subjects:
+        seqs = [s for s in seqs if s.subject in set(subjects)]
+    if split != "train" and val_subset > 0:
+        seqs = seqs[:val_subset]
+    if not seqs:
+        raise SlimposeInputError(f"{path}: no {split} sequences{f' of {list(subjects)}' if subjects else ''}")
+    return seqs
+
+
+__all__ = ["ClipDataset", "JointLayout", "H36M_LAYOUT", "MPI_INF_3DHP_LAYOUT", "joint_layout", "H36M_CAMERA_TABLE", "camera_file", "clip_starts", "load_sequences", "mirror",
            "prepare_synth3d", "take_clip"]

@@ -16,6 +16,9 @@ the CPU latency of one 27-frame clip at batch 1 of every row's model, measured r
 (``measure_latencies_interleaved``: load changes hit all rows alike), as ratios to MixSTE.
 
 ``report`` gathers both into ``OUT.json``, ``OUT.md`` and ``OUT.png`` (MPJPE against G MACs per clip).
+
+``draw``: ``OUT_poses.png``, the ground truth and every trained row's prediction (flip test) of a few frames of
+the first test sequence of each motion kind, as 3-D skeletons (``slimpose.lifting.draw``).
 """
 
 from __future__ import annotations
@@ -182,9 +185,52 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def cmd_draw(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from slimpose.lifting.checkpoint import load_lifter
+    from slimpose.lifting.data.clips import load_sequences
+    from slimpose.lifting.draw import draw_skeleton_3d, view_radius
+    from slimpose.lifting.inference import lift_sequence
+    from slimpose.visualization import save_figure
+
+    runs = Path(f"{args.out}_runs")
+    rows = [r for r in args.rows.split(",") if (runs / r / "last.pth").exists()]
+    if not rows:
+        raise SystemExit(f"no trained rows in {runs}")
+    seqs, seen = [], set()
+    for seq in load_sequences(row_config(args, rows[0]), "test"):  # one camera-0 sequence per action group
+        group = seq.action.split(" ")[0]
+        if seq.camera_index == 0 and group not in seen:
+            seen.add(group)
+            seqs.append(seq)
+    preds = {}
+    for row in rows:
+        model, _ = load_lifter(runs / row / "last.pth")
+        preds[row] = [lift_sequence(model, s.keypoints_2d, flip_test=True) for s in seqs]
+    cols = ["ground truth"] + rows
+    fig = plt.figure(figsize=(2.2 * len(cols), 2.4 * len(seqs)))
+    for i, seq in enumerate(seqs):
+        t = seq.num_frames // 2
+        radius = view_radius(seq.poses_3d[t:t + 1])
+        for j, col in enumerate(cols):
+            ax = fig.add_subplot(len(seqs), len(cols), i * len(cols) + j + 1, projection="3d")
+            pose = seq.poses_3d[t] if j == 0 else preds[col][i][t]
+            draw_skeleton_3d(ax, pose, radius=radius)
+            err = "" if j == 0 else f"\n{1000 * np.linalg.norm(pose - seq.poses_3d[t], axis=-1).mean():.0f} mm"
+            ax.set_title((col if i == 0 else "") + ("\n" if i == 0 else "") + f"{seq.action}{err}", fontsize=7)
+    save_figure(fig, Path(f"{args.out}_poses.png"))
+    plt.close(fig)
+    print(f"[lifting] poses drawn to {args.out}_poses.png", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("train", "speed", "report"))
+    p.add_argument("command", choices=("train", "speed", "report", "draw"))
     p.add_argument("--out", required=True, help="results prefix (OUT.json / .md / .png, OUT_runs/, OUT_speed.json)")
     p.add_argument("--rows", default=",".join(ROWS))
     p.add_argument("--data-dir", default=None, help="synthetic motion folder (default OUT_data)")
@@ -197,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
-    {"train": cmd_train, "speed": cmd_speed, "report": cmd_report}[args.command](args)
+    {"train": cmd_train, "speed": cmd_speed, "report": cmd_report, "draw": cmd_draw}[args.command](args)
 
 
 if __name__ == "__main__":

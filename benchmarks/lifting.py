@@ -64,8 +64,14 @@ def row_config(args: argparse.Namespace, row: str) -> LiftConfig:
     cfg.num_threads = args.threads
     cfg.tensorboard = False
     cfg.device = "cpu"
-    cfg.work_dir = str(Path(f"{args.out}_runs") / row)
+    cfg.seed = args.seed
+    cfg.work_dir = str(Path(f"{args.out}_runs") / run_name(row, args.seed))
     return cfg
+
+
+def run_name(row: str, seed: int) -> str:
+    """``row`` for seed 0 (the first run of every row), ``row_s<seed>`` for the others."""
+    return row if seed == 0 else f"{row}_s{seed}"
 
 
 def build_row_model(row: str):
@@ -81,14 +87,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     runs = Path(f"{args.out}_runs")
     for row in args.rows.split(","):
-        dst = runs / f"{row}.json"
+        dst = runs / f"{run_name(row, args.seed)}.json"
         if dst.exists() and not args.overwrite:
             print(f"[lifting] {row}: done ({dst})", file=sys.stderr)
             continue
         cfg = row_config(args, row)
         t0 = time.perf_counter()
         summary, loop = fit_config(cfg)
-        result = {"row": row, "label": ROWS[row][0], "model": cfg.model.name, "overrides": cfg.model.overrides,
+        result = {"row": row, "seed": args.seed, "label": ROWS[row][0], "model": cfg.model.name,
+                  "overrides": cfg.model.overrides,
                   "train_s": time.perf_counter() - t0, "steps": loop.global_step,
                   "metrics": {k[4:]: v for k, v in summary.items() if k.startswith("val_")},
                   "train_loss": summary.get("train_loss"), "config": config_to_dict(cfg)}
@@ -131,16 +138,21 @@ def cmd_report(args: argparse.Namespace) -> None:
     speed = load_json(speed_path, "speed results")["rows"] if speed_path.exists() else {}
     rows = []
     for row in ROWS:
-        p = runs / f"{row}.json"
-        if not p.exists():
+        seeds = [load_json(p, "row result") for p in [runs / f"{row}.json"] + sorted(runs.glob(f"{row}_s*.json"))
+                 if p.exists()]
+        if not seeds:
             continue
-        r = load_json(p, "row result")
-        rows.append({**r, **speed.get(row, {})})
+        r = {**seeds[0], **speed.get(row, {})}
+        keys = [k for k in seeds[0]["metrics"] if all(k in x["metrics"] for x in seeds)]
+        r["metrics"] = {k: sum(x["metrics"][k] for x in seeds) / len(seeds) for k in keys}
+        r["seeds"] = [{"seed": x.get("seed", 0), "MPJPE": x["metrics"]["MPJPE"]} for x in seeds]
+        r["train_s"] = sum(x["train_s"] for x in seeds) / len(seeds)
+        rows.append(r)
     if not rows:
         raise SystemExit(f"no finished rows in {runs}")
     base = next((r for r in rows if r["row"] == "mixste"), None)
     lines = ["| row | params | G MACs / clip (linear) | vs MixSTE | CPU ms / clip | vs MixSTE | MPJPE | vs MixSTE | "
-             "P-MPJPE | N-MPJPE | MPJVE | action-wise MPJPE | train s |", "|" + "---|" * 13]
+             "MPJPE per seed | P-MPJPE | N-MPJPE | MPJVE | action-wise MPJPE | train s |", "|" + "---|" * 14]
     for r in rows:
         m = r["metrics"]
         d_mpjpe = f"{100 * (m['MPJPE'] / base['metrics']['MPJPE'] - 1):+.1f}%" if base else "-"
@@ -148,6 +160,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             f"| {r['label']} | {r.get('params', 0) / 1e6:.3f} M | {r.get('gmacs_linear', float('nan')):.4f} | "
             f"{100 * (r.get('gmacs_vs_mixste', float('nan')) - 1):+.1f}% | {r.get('latency_ms', float('nan')):.2f} | "
             f"{100 * (r.get('latency_vs_mixste', float('nan')) - 1):+.1f}% | {m['MPJPE']:.1f} | {d_mpjpe} | "
+            f"{' / '.join(format(x['MPJPE'], '.1f') for x in r['seeds'])} | "
             f"{m['P-MPJPE']:.1f} | {m['N-MPJPE']:.1f} | {m.get('MPJVE', float('nan')):.2f} | "
             f"{m.get('MPJPE_actionwise', float('nan')):.1f} | {r['train_s']:.0f} |")
     cfg = rows[0]["config"]
@@ -155,7 +168,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             f"cameras, detector-like 2-D noise); every row: {cfg['schedule']['epochs']} epochs, clips of 27 frames "
             f"every {cfg['data']['stride']}, batch {cfg['data']['batch_size']}, AdamW {cfg['optim']['lr']:g} "
             f"(x{cfg['schedule']['epoch_decay']:g} per epoch), {cfg['num_threads']} thread(s); flip test; errors in "
-            "mm. Latency: batch 1, one 27-frame clip, median of interleaved rounds in one process.")
+            "mm, the mean over the seeds run (init and data order; the data are the same). Latency: batch 1, one "
+            "27-frame clip, median of interleaved rounds in one process.")
     write_text_atomic(Path(f"{args.out}.md"), head + "\n\n" + "\n".join(lines) + "\n")
     write_json_atomic(Path(f"{args.out}.json"), {"rows": rows}, indent=2)
     _plot(rows, Path(f"{args.out}.png"))
@@ -239,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stride", type=int, default=recipe.data.stride)
     p.add_argument("--epochs", type=int, default=recipe.schedule.epochs)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="train: the run's seed (0: OUT_runs/ROW, k: OUT_runs/ROW_sK)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--overwrite", action="store_true")

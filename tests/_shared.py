@@ -22,3 +22,22 @@ def load_benchmark(name: str):
     finally:
         sys.path.remove(str(BENCHMARKS))
     return module
+
+
+def lifting_input(batch: int = 2, frames: int = 27, joints: int = 17, seed: int = 0):
+    """A (batch, frames, joints, 2) random 2-D sequence in [-1, 1), like normalised screen coordinates."""
+    import torch
+
+    return torch.rand(batch, frames, joints, 2, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def randomise_embeddings(model, seed: int = 0) -> None:
+    """The official zero-initialised position embeddings / queries of a lifter get random values, so that they
+    matter in a comparison."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "pos_embed" in name or "x_token" in name:
+                p.copy_(torch.randn(p.shape, generator=g))

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from _shared import lifting_input, randomise_embeddings
 from slimpose.engine.complexity import count_flops
 from slimpose.lifting.models import LIFTERS, create_lifter, h2ot_mixste, hot_mixste, mixste
 from slimpose.lifting.models.h2ot import (
@@ -28,15 +29,10 @@ SCHEDULE = ((1, 13), (2, 7), (3, 3))      # what the default becomes at 27 frame
 
 
 def _input(batch: int = 2, seed: int = 0) -> torch.Tensor:
-    return torch.rand(batch, T, J, 2, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return lifting_input(batch, T, J, seed)
 
 
-def _randomise_embeddings(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "pos_embed" in name or "x_token" in name:
-                p.copy_(torch.randn(p.shape, generator=g))
+_randomise_embeddings = randomise_embeddings
 
 
 def _ascending(index: torch.Tensor) -> bool:

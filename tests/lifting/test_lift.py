@@ -328,3 +328,19 @@ def test_lift_without_video_and_errors(tmp_path, lift_inputs, capsys):
     fails(["lift", str(bad), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o4"), "--image-size", "64,48"],
           "NaN", str(bad))
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+
+
+def test_lift_refuses_a_3dhp_lifter_and_negative_frames(tmp_path, lift_inputs, capsys):
+    ckpt, results, _ = lift_inputs
+    sd = torch.load(ckpt, weights_only=True)
+    sd["config"]["data"] = {"dataset": "3dhp"}
+    hp = tmp_path / "hp.pth"
+    torch.save(sd, hp)
+    assert main(["lift", str(results), "--checkpoint", str(hp), "--out", str(tmp_path / "o5"),
+                 "--image-size", "64,48"]) == 2
+    assert "MPI-INF-3DHP" in capsys.readouterr().err and not (tmp_path / "o5").exists()
+    neg = tmp_path / "neg.json"
+    neg.write_text(json.dumps([_record(-3, _walk(1)[0], np.full(17, 0.9)), _record(2, _walk(1)[0], np.full(17, 0.9))]))
+    assert main(["lift", str(neg), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o6"),
+                 "--image-size", "64,48"]) == 2
+    assert "image_id -3" in capsys.readouterr().err and not (tmp_path / "o6").exists()

@@ -235,3 +235,60 @@ def test_train_on_mpi_inf_3dhp_files(tmp_path):
     assert loop.train_loader.dataset.layout == MPI_INF_3DHP_LAYOUT
     pred = np.load(tmp_path / "work" / "predictions_val.npz")
     assert pred["poses_3d"].shape == (16, 17, 3) and np.all(pred["poses_3d"][:, 14] == 0)  # pelvis-relative
+
+
+def test_review_fixes_best_direction_and_refusals(tmp_path):
+    from slimpose.engine.trainer import best_metric
+    from slimpose.lifting.evaluator import LiftMetric
+    from slimpose.lifting.train import build_lift_trainer
+
+    base = get_config("mixste_h36m")
+    for name, mode in (("", "min"), ("P-MPJPE", "min"), ("MPJPE_actionwise", "min"), ("MPJVE", "min"),
+                       ("PCK", "max"), ("AUC", "max")):
+        cfg = apply_overrides(base, [f"best_metric={name}"]) if name else base
+        assert best_metric(cfg, LiftMetric())[1] == mode, name
+    for sets, needle in ((["seed=-1"], "seed"), (["optim.lr=nan"], "optim.lr"), (["family=topdown"], "family"),
+                         (["data.dataset=3dhp"], "Human3.6M joint order")):
+        with pytest.raises(SlimposeInputError, match=needle):
+            apply_overrides(base, sets)
+    cfg = _tiny_cfg(tmp_path)
+    cfg.model.overrides["no_such_option"] = 1
+    with pytest.raises(SlimposeInputError, match="model.overrides"):
+        build_lift_trainer(cfg)
+    assert not (tmp_path / "work").exists()  # refused before anything is written
+
+
+def test_seq2frame_clips_centre_every_frame():
+    seq = _seq(12)
+    ds = ClipDataset([seq], num_frames=9, stride=1, flip_aug=False, centre=4)
+    assert len(ds) == 12
+    first = ds[0]["keypoints_2d"].numpy()
+    np.testing.assert_array_equal(first[:5], np.repeat(seq.keypoints_2d[:1], 5, axis=0))  # edge-padded before
+    np.testing.assert_array_equal(first[4:], seq.keypoints_2d[:5])
+    np.testing.assert_array_equal(ds[11]["poses_3d"].numpy()[4], seq.poses_3d[11])
+
+
+def test_tpc_flip_test_reuses_the_plain_choice():
+    from slimpose.lifting.losses import flip_keypoints, flip_test
+    from slimpose.lifting.models import create_lifter
+    from slimpose.lifting.models.pruning import gather_frames
+
+    model = create_lifter("tpc_mixste", **TINY, num_tokens=3, layer_index=1, noise=0.0).eval()
+    x = torch.randn(2, 9, 17, 2)
+    with torch.no_grad():
+        kept, index = model.forward_kept(x)
+        plain = gather_frames(kept, model.center_position(index).unsqueeze(1))
+        expected = (plain + flip_keypoints(model(flip_keypoints(x), index))) * 0.5
+        torch.testing.assert_close(flip_test(model, x), expected)
+
+
+def test_mpjve_never_spans_an_invalid_frame(tmp_path):
+    from slimpose.lifting.evaluator import LiftEvaluator
+
+    seq = _seq(10)
+    seq.valid = np.array([1, 1, 1, 1, 0, 0, 1, 1, 1, 1], bool)
+    pred = seq.poses_3d.copy()
+    pred[6:] += 0.5 * (np.arange(17) > 0)[None, :, None]  # another constant offset after the gap
+    metrics = LiftEvaluator([seq], tmp_path, flip_test=False).score([pred])
+    assert metrics["num_frames"] == 8 and metrics["MPJPE"] > 0
+    assert metrics["MPJVE"] == pytest.approx(0.0, abs=1e-3)  # each run is a constant offset: no velocity error

@@ -83,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
         raise SlimposeInputError(f"--batch must be >= 1, got {args.batch}")
     if args.png < 0:
         raise SlimposeInputError(f"--png must be >= 0, got {args.png}")
+    if args.fps is not None and not args.fps > 0:
+        raise SlimposeInputError(f"--fps must be positive, got {args.fps}")
+    if str(args.device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SlimposeInputError(f"--device {args.device}: CUDA is not available here")
     out = Path(args.out)
     video_out = not args.no_video_out
     if out.exists() and not out.is_dir():
@@ -94,13 +101,14 @@ def run(args: argparse.Namespace) -> int:
 
     kp = prepare_keypoints(read_video_keypoints(args.keypoints), args.kpt_thr)
     first, last = int(kp.frame_index[0]), int(kp.frame_index[-1])
-    if args.video and first < 0:
-        raise SlimposeInputError(f"{args.keypoints}: image_id {first} is not a frame index of {args.video}")
     if args.video and video_frames and last >= video_frames:
         raise SlimposeInputError(f"{args.keypoints}: keypoints up to frame {last}, but {args.video} has "
                                  f"{video_frames} frames")
 
     model, info = load_lifter(args.checkpoint, args.device)
+    if (info.config.get("data") or {}).get("dataset") == "3dhp":
+        raise SlimposeInputError(f"{args.checkpoint}: this lifter was trained on MPI-INF-3DHP, whose 17 joints are "
+                                 "in another order; lift maps COCO to the Human3.6M 17 joints")
     spec = model.input_spec
     if info.num_joints != 17 or getattr(spec, "channels", 2) != 2:
         raise SlimposeInputError(f"{args.checkpoint}: the lifter takes {info.num_joints} joints x "
@@ -111,13 +119,15 @@ def run(args: argparse.Namespace) -> int:
     poses_mm = ((poses - poses[:, :1]) * 1000.0).astype(np.float32)  # metres -> mm, root-relative
 
     out.mkdir(parents=True, exist_ok=True)
-    npz = out / NPZ_NAME
-    write_npz(npz, {"poses_3d": poses_mm, "keypoints_2d": kp.keypoints.astype(np.float32),
-                    "keypoint_scores": kp.scores.astype(np.float32), "interpolated": kp.interpolated,
-                    "frame_index": kp.frame_index, "image_size": np.asarray([w, h], dtype=np.int64)})
     fps = args.fps or video_fps or 25.0
     written = write_lift_renders(out, kp.keypoints, poses_mm, kp.frame_index, (w, h), video=args.video, fps=fps,
                                  video_out=video_out, png=args.png)
+    npz = out / NPZ_NAME  # last: a failed drawing leaves no npz that a rerun would have to --overwrite
+    write_npz(npz, {"poses_3d": poses_mm, "keypoints_2d": kp.keypoints.astype(np.float32),
+                    "keypoint_scores": kp.scores.astype(np.float32), "interpolated": kp.interpolated,
+                    "frame_index": kp.frame_index, "image_size": np.asarray([w, h], dtype=np.int64)})
+    if args.overwrite and not video_out and (out / VIDEO_NAME).exists():  # an earlier run's video
+        (out / VIDEO_NAME).unlink()
     if args.overwrite and args.png > 0:  # snapshots of an earlier run that this one did not rewrite
         keep = {p.name for p in snapshot_paths(out, kp.frame_index, args.png).values()}
         for p in out.iterdir():

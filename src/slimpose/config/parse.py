@@ -169,9 +169,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str, where: _Where) -> An
 
 def validate_any(cfg: Any, where: str = "config") -> Any:
     """Validate a ``TrainConfig`` or a ``LiftConfig`` (``family = "lifting"``) by its own rules."""
-    if getattr(cfg, "family", None) == "lifting":
-        from slimpose.lifting.config import validate_lift_config
+    from slimpose.lifting.config import LiftConfig, validate_lift_config
 
+    if isinstance(cfg, LiftConfig):
         return validate_lift_config(cfg, where)
     return validate_config(cfg, where)
 

@@ -50,9 +50,14 @@ def setup_run(cfg: Any, dist: DistInfo | None, prepare: Callable[[Any], None] = 
 
 def best_metric(cfg: TrainConfig, metric: Any) -> tuple[str, str]:
     """The metric deciding ``best.pth`` and its direction: ``cfg.best_metric`` / ``best_mode`` or the
-    data set metric's primary number and direction."""
+    data set metric's primary number and direction (``metric.mode_of(name)`` when the metric has it, else
+    'max' for a number other than the primary)."""
     name = cfg.best_metric or metric.primary
-    mode = cfg.best_mode or (metric.mode if name == metric.primary else "max")
+    if cfg.best_mode:
+        return name, cfg.best_mode
+    if hasattr(metric, "mode_of"):  # a metric that knows the direction of each of its numbers
+        return name, metric.mode_of(name)
+    mode = metric.mode if name == metric.primary else "max"
     return name, mode
 
 

@@ -10,6 +10,7 @@ HoT's official training (AdamW 4e-5, weight decay 0.1, x0.99 per epoch, 243-fram
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from slimpose.config.schema import AMP_MODES, OPTIMIZERS, ModelConfig, OptimConfig, ScheduleConfig
@@ -130,12 +131,27 @@ def validate_lift_config(cfg: LiftConfig, where: str = "config") -> LiftConfig:
                        ("loss.velocity", cfg.loss.velocity)):
         if value < 0:
             raise bad(key, f"must be >= 0, got {value}")
-    if len(cfg.loss.joint_weights) == 0 or min(cfg.loss.joint_weights) < 0:
-        raise bad("loss.joint_weights", "must be non-negative numbers, one per joint")
-    if cfg.optim.lr <= 0:
-        raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
+    weights = cfg.loss.joint_weights
+    if len(weights) == 0 or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise bad("loss.joint_weights", "must be finite non-negative numbers, one per joint")
+    if d.dataset == "3dhp" and tuple(weights) == tuple(MIXSTE_JOINT_WEIGHTS):
+        raise bad("loss.joint_weights", "these are MixSTE's weights in the Human3.6M joint order; MPI-INF-3DHP's "
+                  "joints are in another order (the mixste_3dhp recipe uses uniform weights: 1,1,...,1)")
+    if d.dataset == "3dhp" and d.actions:
+        raise bad("data.actions", "MPI-INF-3DHP sequences have no action names; select with data.train_subjects")
+    for key, value, low in (("optim.lr", cfg.optim.lr, "> 0"), ("schedule.gamma", cfg.schedule.gamma, "> 0"),
+                            ("optim.weight_decay", cfg.optim.weight_decay, ">= 0"),
+                            ("optim.grad_clip", cfg.optim.grad_clip, ">= 0"),
+                            ("schedule.warmup_iters", cfg.schedule.warmup_iters, ">= 0")):
+        if not math.isfinite(value) or (value <= 0 if low == "> 0" else value < 0):
+            raise bad(key, f"must be {low}, got {value}")
+    if not 0.0 < cfg.schedule.warmup_ratio <= 1.0:
+        raise bad("schedule.warmup_ratio", f"must be in (0, 1], got {cfg.schedule.warmup_ratio}")
     if not 0.0 < cfg.schedule.epoch_decay <= 1.0:
         raise bad("schedule.epoch_decay", f"must be in (0, 1] (1: off), got {cfg.schedule.epoch_decay}")
+    for key, value in (("seed", cfg.seed), ("data.synthetic_seed", d.synthetic_seed)):
+        if value < 0:
+            raise bad(key, f"must be >= 0, got {value}")
     return cfg
 
 

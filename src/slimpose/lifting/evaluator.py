@@ -6,8 +6,9 @@ clip length tiling the sequence, optional flip test), every frame is scored once
 metrics of ``slimpose.lifting.metrics``: MPJPE, P-MPJPE, N-MPJPE, MPJVE (per sequence) and their action-wise
 means (``MPJPE_actionwise``, ...: the Human3.6M protocol, mean over action groups); with ``pck`` (MPI-INF-3DHP)
 also ``PCK`` (150 mm) and ``AUC`` on its 14 joints. Poses are made relative to each sequence's root joint;
-sequences with a ``valid`` mask are scored on their valid frames only. The primary number is MPJPE (lower is
-better). ``predictions_<tag>.npz`` (``poses_3d`` mm, ``sequence``, ``action``) and
+sequences with a ``valid`` mask are scored on their valid frames only (MPJVE within each run of consecutive
+valid frames). The primary number is MPJPE (lower is better). Under DDP every rank lifts its share of the
+sequences (``sequences[rank::world]``); rank 0 gathers and scores them and broadcasts the numbers. ``predictions_<tag>.npz`` (``poses_3d`` mm, ``sequence``, ``action``) and
 ``metrics_<tag>.json`` are written to ``out_dir``; ``slimpose evaluate3d`` rescores the npz.
 """
 
@@ -20,16 +21,21 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from slimpose.engine.distributed import broadcast_object, is_main_process
+from slimpose.engine.distributed import all_gather_object, broadcast_object, get_rank, get_world_size, is_main_process
 from slimpose.lifting.data.sequence import Sequence3D
 from slimpose.utils.io import write_json_atomic
 
 
 class LiftMetric:
-    """What decides the best lifting checkpoint: ``MPJPE``, lower is better."""
+    """What decides the best lifting checkpoint: ``MPJPE``, lower is better. ``mode_of(name)`` is the direction
+    of any of its numbers: higher is better for ``PCK`` and ``AUC``, lower for every error."""
 
     primary = "MPJPE"
     mode = "min"
+
+    @staticmethod
+    def mode_of(name: str) -> str:
+        return "max" if name in ("PCK", "AUC") else "min"
 
 
 def sequence_name(seq: Sequence3D) -> str:
@@ -37,7 +43,7 @@ def sequence_name(seq: Sequence3D) -> str:
 
 
 class LiftEvaluator:
-    """Scores a lifter on ``sequences`` (rank 0 lifts them all; the metrics are broadcast to every rank)."""
+    """Scores a lifter on ``sequences`` (each rank lifts its share; rank 0 scores, every rank gets the numbers)."""
 
     metric = LiftMetric()
 
@@ -55,11 +61,11 @@ class LiftEvaluator:
         self.device = torch.device(device)
 
     def predict(self, model: torch.nn.Module, autocast: Callable[[], Any] | None = None,
-                progress: bool = False) -> list[np.ndarray]:
-        """(T, J, 3) metres per sequence."""
+                progress: bool = False, sequences: Sequence[Sequence3D] | None = None) -> list[np.ndarray]:
+        """(T, J, 3) metres per sequence (of ``sequences``, default all)."""
         from slimpose.lifting.inference import lift_sequence, model_output_frames
 
-        seqs: Any = self.sequences
+        seqs: Any = self.sequences if sequences is None else sequences
         if progress:
             from tqdm import tqdm
 
@@ -85,7 +91,9 @@ class LiftEvaluator:
                                zip((np.asarray(p, np.float64) for p in preds), self.sequences, keep)]) * 1000.0
         gt = np.concatenate([(s.poses_3d - s.poses_3d[:, s.root_joint:s.root_joint + 1])[k].astype(np.float64)
                              for s, k in zip(self.sequences, keep)]) * 1000.0
-        names = np.concatenate([[sequence_name(s)] * int(k.sum()) for s, k in zip(self.sequences, keep)])
+        # one id per run of consecutive scored frames: MPJVE never differences across a dropped (invalid) frame
+        names = np.concatenate([[f"{sequence_name(s)}#{r}" for r in np.cumsum(np.diff(k.astype(int), prepend=0) == 1)[k]]
+                                for s, k in zip(self.sequences, keep)])
         actions = np.concatenate([[s.action] * int(k.sum()) for s, k in zip(self.sequences, keep)])
         res = evaluate_poses_3d(pred, gt, sequence=names, action=actions)
         metrics = {k: float(res[k]) for k in ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE") if res[k] is not None}
@@ -105,10 +113,16 @@ class LiftEvaluator:
 
     def run(self, task: torch.nn.Module, tag: str = "val", autocast: Callable[[], Any] | None = None,
             progress: bool = False) -> dict[str, float]:
+        rank, world = get_rank(), get_world_size()
+        model = getattr(task, "model", task)
+        mine = list(range(rank, len(self.sequences), world))
+        local = dict(zip(mine, self.predict(model, autocast, progress and rank == 0,
+                                            [self.sequences[i] for i in mine])))
         metrics: dict[str, float] | None = None
+        gathered = all_gather_object(local) if world > 1 else [local]
         if is_main_process():
-            model = getattr(task, "model", task)
-            metrics = self.score(self.predict(model, autocast, progress), tag)
+            preds = {i: p for part in gathered for i, p in part.items()}
+            metrics = self.score([preds[i] for i in range(len(self.sequences))], tag)
         return broadcast_object(metrics)
 
 

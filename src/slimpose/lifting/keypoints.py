@@ -108,6 +108,9 @@ def read_video_keypoints(path: str | os.PathLike) -> VideoKeypoints:
         raise SlimposeInputError(f"{where}: no detections (an empty results list): nothing to lift")
     ids = np.asarray([r["image_id"] for r in records], dtype=np.int64)
     first, last = int(ids.min()), int(ids.max())
+    if first < 0:
+        raise SlimposeInputError(f"{where}: image_id {first} is not a frame index (slimpose predict VIDEO numbers "
+                                 "the frames from 0)")
     num = last - first + 1
     if num > MAX_FRAMES:
         raise SlimposeInputError(f"{where}: image_id runs from {first} to {last}: {num} frames is not one video's "

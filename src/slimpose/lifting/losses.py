@@ -98,7 +98,17 @@ def flip_keypoints(x: torch.Tensor, left: Sequence[int] = H36M_JOINTS_LEFT,
 
 def flip_test(model: Callable[[torch.Tensor], torch.Tensor], keypoints_2d: torch.Tensor,
               left: Sequence[int] = H36M_JOINTS_LEFT, right: Sequence[int] = H36M_JOINTS_RIGHT) -> torch.Tensor:
-    """The mean of ``model(x)`` and the un-flipped ``model(flip(x))`` (VideoPose3D / MixSTE test-time flip)."""
-    plain = model(keypoints_2d)
-    flipped = flip_keypoints(model(flip_keypoints(keypoints_2d, left, right)), left, right)
-    return (plain + flipped) * 0.5
+    """The mean of ``model(x)`` and the un-flipped ``model(flip(x))`` (VideoPose3D / MixSTE test-time flip).
+
+    A model that chooses its frames (``forward_kept``: TPC-MixSTE) keeps the plain pass's choice for the
+    mirrored pass, as HoT's ``main_mixste_tpc.py`` test does."""
+    mirrored = flip_keypoints(keypoints_2d, left, right)
+    if hasattr(model, "forward_kept") and hasattr(model, "center_position"):
+        from slimpose.lifting.models.pruning import gather_frames
+
+        kept, index = model.forward_kept(keypoints_2d)
+        plain = gather_frames(kept, model.center_position(index).unsqueeze(1))
+        flipped = model(mirrored, index)
+    else:
+        plain, flipped = model(keypoints_2d), model(mirrored)
+    return (plain + flip_keypoints(flipped, left, right)) * 0.5

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from slimpose.engine import builders
@@ -26,7 +27,11 @@ def build_lifter(cfg: LiftConfig, load_pretrained: bool = True) -> nn.Module:
     """``create_lifter(cfg.model.name, **cfg.model.overrides)``, with ``cfg.model.pretrained`` loaded strictly."""
     from slimpose.lifting.models import create_lifter
 
-    model = create_lifter(cfg.model.name, **dict(cfg.model.overrides))
+    try:
+        model = create_lifter(cfg.model.name, **dict(cfg.model.overrides))
+    except (TypeError, ValueError) as e:
+        raise SlimposeInputError(f"model.overrides: cannot build {cfg.model.name!r} with "
+                                 f"{dict(cfg.model.overrides)}: {e}") from None
     if load_pretrained and cfg.model.pretrained:
         from slimpose.engine.checkpoint import load_model_weights
 
@@ -60,14 +65,17 @@ def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistIn
     """The training loop of a lifting config (``slimpose train mixste_synth3d``); ``resume`` as
     ``build_trainer``'s."""
     cfg = validate_lift_config(cfg)
+    with torch.device("meta"):  # a bad model / loss setting fails here, before anything is written
+        build_lifting_task(cfg)
     dist, own_dist = setup_run(cfg, dist, prepare=prepare_synth3d)
     work_dir = start_run(cfg, dist)
     task = build_lifting_task(cfg)
     train_seqs = load_sequences(cfg, "train")
     _check_joints(task.model, train_seqs, cfg.data.data_root)
     task, train_task = wrap_task(cfg, task, dist)
+    centre = getattr(task.model, "center", None) if hasattr(task.model, "forward_kept") else None  # seq2frame
     clips = ClipDataset(train_seqs, task.model.input_spec.num_frames, cfg.data.stride, cfg.data.flip_aug,
-                        seed=cfg.seed, subset=cfg.data.train_subset, layout=joint_layout(cfg))
+                        seed=cfg.seed, subset=cfg.data.train_subset, layout=joint_layout(cfg), centre=centre)
     train_loader = builders.build_train_loader(cfg, clips, dist)
     evaluator = build_lift_evaluator(cfg, dist, work_dir)
     return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume)

@@ -70,6 +70,13 @@ def take_clip(a: np.ndarray, start: int, clip: int) -> np.ndarray:
     return out
 
 
+def centred_clip(a: np.ndarray, t: int, clip: int, centre: int) -> np.ndarray:
+    """Frames ``t - centre .. t - centre + clip - 1`` of ``a`` (axis 0), the indices clamped into the sequence
+    (edge padding on both sides): frame t at position ``centre``."""
+    idx = np.clip(np.arange(t - centre, t - centre + clip), 0, len(a) - 1)
+    return a[idx]
+
+
 def mirror(x: np.ndarray, left: Sequence[int] = H36M_JOINTS_LEFT,
            right: Sequence[int] = H36M_JOINTS_RIGHT) -> np.ndarray:
     """(..., J, C) keypoints or poses mirrored: x negated, left and right joints swapped (numpy twin of
@@ -84,10 +91,13 @@ def mirror(x: np.ndarray, left: Sequence[int] = H36M_JOINTS_LEFT,
 class ClipDataset(Dataset):
     """Clips ``{"keypoints_2d": (F, J, 2), "poses_3d": (F, J, 3) metres root-relative, "flipped": bool}`` of
     ``sequences``. ``stride`` 0 = ``num_frames``; ``flip_aug``: mirror with probability 0.5 per clip and epoch,
-    swapping the ``layout``'s left and right joints."""
+    swapping the ``layout``'s left and right joints. ``centre`` (a seq2frame model's centre position c): one clip
+    per ``stride`` frames t centred on t, the sequence edge-padded by c frames before and F - 1 - c after, so
+    that every frame is a centre (VideoPose3D's seq2frame generator; the evaluation pads the same way)."""
 
     def __init__(self, sequences: Sequence[Sequence3D], num_frames: int, stride: int = 0, flip_aug: bool = True,
-                 seed: int = 0, subset: int = 0, layout: JointLayout = H36M_LAYOUT) -> None:
+                 seed: int = 0, subset: int = 0, layout: JointLayout = H36M_LAYOUT,
+                 centre: int | None = None) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if not sequences:
@@ -99,8 +109,12 @@ class ClipDataset(Dataset):
         self.seed = int(seed)
         self.layout = layout
         self.epoch = 0
+        self.centre = centre
+        if centre is not None and not 0 <= centre < self.num_frames:
+            raise ValueError(f"centre {centre} is not a frame of a {self.num_frames}-frame clip")
         self.index = [(i, s) for i, seq in enumerate(self.sequences)
-                      for s in clip_starts(seq.num_frames, self.num_frames, self.stride)]
+                      for s in (range(0, seq.num_frames, self.stride) if centre is not None
+                                else clip_starts(seq.num_frames, self.num_frames, self.stride))]
         if subset > 0:
             self.index = self.index[:subset]
 
@@ -119,8 +133,11 @@ class ClipDataset(Dataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         i, start = self.index[idx]
         seq = self.sequences[i]
-        kps = take_clip(seq.keypoints_2d, start, self.num_frames)
-        pose = take_clip(seq.poses_3d, start, self.num_frames)
+        if self.centre is None:
+            kps = take_clip(seq.keypoints_2d, start, self.num_frames)
+            pose = take_clip(seq.poses_3d, start, self.num_frames)
+        else:
+            kps, pose = (centred_clip(a, start, self.num_frames, self.centre) for a in (seq.keypoints_2d, seq.poses_3d))
         flip = self.flipped(idx)
         if flip:
             kps, pose = (mirror(a, self.layout.left, self.layout.right) for a in (kps, pose))
@@ -194,5 +211,5 @@ def _load_3dhp(path: Path, split: str, subjects: Sequence[str], val_subset: int)
     return seqs
 
 
-__all__ = ["ClipDataset", "JointLayout", "H36M_LAYOUT", "MPI_INF_3DHP_LAYOUT", "joint_layout", "H36M_CAMERA_TABLE", "camera_file", "clip_starts", "load_sequences", "mirror",
+__all__ = ["ClipDataset", "JointLayout", "centred_clip", "H36M_LAYOUT", "MPI_INF_3DHP_LAYOUT", "joint_layout", "H36M_CAMERA_TABLE", "camera_file", "clip_starts", "load_sequences", "mirror",
            "prepare_synth3d", "take_clip"]

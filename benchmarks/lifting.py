@@ -115,7 +115,7 @@ def cmd_speed(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "batch": 1, "rows": {}}
     for row, model in models.items():
         flops = count_flops(model)
-        out["rows"][row] = {"params": count_params(model), "gmacs_linear": flops["linear"] / 1e9,
+        out["rows"][row] = {"params": count_params(model), "gmacs_linear": flops["linear"],
                             "gmacs_with_attention": flops["gflops_with_attention"]}
     lat = measure_latencies_interleaved(models, {"b1": {"batch": 1, "device": "cpu", "warmup": 3,
                                                         "repeats": args.repeats}}, rounds=args.rounds)

@@ -13,7 +13,8 @@ processes); its trained weights stay in ``OUT_runs/<row>/last.pth``.
 
 ``speed``: params, linear-layer G MACs per clip (the papers' convention) and with the attention products, and
 the CPU latency of one 27-frame clip at batch 1 of every row's model, measured round-robin in one process
-(``measure_latencies_interleaved``: load changes hit all rows alike), as ratios to MixSTE.
+(``measure_latencies_interleaved``: load changes hit all rows alike), as ratios to MixSTE. ``speed --full``:
+the same for the released sizes (243 frames, dim 512) of MixSTE, HoT-MixSTE and H2OT (``OUT_speed_full.json``).
 
 ``report`` gathers both into ``OUT.json``, ``OUT.md`` and ``OUT.png`` (MPJPE against G MACs per clip).
 
@@ -49,6 +50,15 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+#: the released sizes (243 frames, dim 512, 8 + 8 blocks), for ``speed --full``: counted and timed, not trained
+FULL_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "mixste": ("MixSTE", "mixste", {}),
+    "hot_tpc_tra": ("HoT-MixSTE (TPC 81 of 243 before pair 3, TRA)", "hot_mixste", {}),
+    "h2ot_tpc_tra": ("H2OT (TPC 121/61/31 before pairs 2/3/4, TRA)", "h2ot_mixste", {}),
+    "h2ot_tps_tri": ("H2OT (TPS, TRI)", "h2ot_mixste", {"pruner": "tps", "recovery": "tri"}),
+}
+
+
 def row_config(args: argparse.Namespace, row: str) -> LiftConfig:
     """The synthetic-motion budget with this row's lifter."""
     _, model, overrides = ROWS[row]
@@ -74,10 +84,10 @@ def run_name(row: str, seed: int) -> str:
     return row if seed == 0 else f"{row}_s{seed}"
 
 
-def build_row_model(row: str):
+def build_row_model(row: str, full: bool = False):
     from slimpose.lifting.models import create_lifter
 
-    _, model, overrides = ROWS[row]
+    _, model, overrides = (FULL_ROWS if full else ROWS)[row]
     return create_lifter(model, **overrides)
 
 
@@ -110,9 +120,10 @@ def cmd_speed(args: argparse.Namespace) -> None:
     from slimpose.engine.complexity import count_flops, count_params, measure_latencies_interleaved
 
     torch.set_num_threads(args.threads)
-    rows = args.rows.split(",")
-    models = {row: build_row_model(row).eval() for row in rows}
-    out: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "batch": 1, "rows": {}}
+    rows = list(FULL_ROWS) if args.full else args.rows.split(",")
+    models = {row: build_row_model(row, args.full).eval() for row in rows}
+    out: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "batch": 1,
+                           "num_frames": next(iter(models.values())).input_spec.num_frames, "rows": {}}
     for row, model in models.items():
         flops = count_flops(model)
         out["rows"][row] = {"params": count_params(model), "gmacs_linear": flops["linear"],
@@ -128,8 +139,9 @@ def cmd_speed(args: argparse.Namespace) -> None:
         for r in out["rows"].values():
             r["gmacs_vs_mixste"] = r["gmacs_linear"] / base["gmacs_linear"]
             r["latency_vs_mixste"] = r["latency_ms"] / base["latency_ms"]
-    write_json_atomic(Path(f"{args.out}_speed.json"), out, indent=2)
-    print(f"[lifting] speed written to {args.out}_speed.json", file=sys.stderr)
+    dst = Path(f"{args.out}_speed{'_full' if args.full else ''}.json")
+    write_json_atomic(dst, out, indent=2)
+    print(f"[lifting] speed written to {dst}", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -170,6 +182,18 @@ def cmd_report(args: argparse.Namespace) -> None:
             f"(x{cfg['schedule']['epoch_decay']:g} per epoch), {cfg['num_threads']} thread(s); flip test; errors in "
             "mm, the mean over the seeds run (init and data order; the data are the same). Latency: batch 1, one "
             "27-frame clip, median of interleaved rounds in one process.")
+    full_path = Path(f"{args.out}_speed_full.json")
+    if full_path.exists():
+        full = load_json(full_path, "full-size speed results")
+        lines += ["", f"Released sizes ({full['num_frames']} frames, dim 512, 8 + 8 blocks; counted and timed, not "
+                  f"trained): batch 1, {full['threads']} thread(s), median of {full['rounds']} interleaved rounds of "
+                  f"{full['repeats']} forwards.", "",
+                  "| model | params | G MACs / clip (linear) | vs MixSTE | + attention | CPU s / clip | vs MixSTE |",
+                  "|---|---|---|---|---|---|---|"]
+        for row, r in full["rows"].items():
+            lines.append(f"| {FULL_ROWS[row][0]} | {r['params']:,} | {r['gmacs_linear']:.3f} | "
+                         f"{100 * (r['gmacs_vs_mixste'] - 1):+.1f}% | {r['gmacs_with_attention']:.3f} | "
+                         f"{r['latency_ms'] / 1000:.2f} | {100 * (r['latency_vs_mixste'] - 1):+.1f}% |")
     write_text_atomic(Path(f"{args.out}.md"), head + "\n\n" + "\n".join(lines) + "\n")
     write_json_atomic(Path(f"{args.out}.json"), {"rows": rows}, indent=2)
     _plot(rows, Path(f"{args.out}.png"))
@@ -257,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--full", action="store_true", help="speed: the released sizes (243 frames) instead of the rows")
     args = p.parse_args(argv)
     {"train": cmd_train, "speed": cmd_speed, "report": cmd_report, "draw": cmd_draw}[args.command](args)
 

@@ -9,7 +9,8 @@ from _shared import load_benchmark
 
 
 def _args(tmp_path, **kw):
-    base = dict(out=str(tmp_path / "lift"), data_dir=None, sequences=3, stride=27, epochs=2, threads=1, seed=0)
+    base = dict(out=str(tmp_path / "lift"), data_dir=None, sequences=3, stride=27, epochs=2, threads=1, seed=0,
+                full=False)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -44,8 +45,16 @@ def test_report_table_and_plot(tmp_path):
                    "latency_vs_mixste": 1.0},
         "hot_tpc_tra": {"params": 1.1e6, "gmacs_linear": 0.12, "latency_ms": 7.0, "gmacs_vs_mixste": 0.6,
                         "latency_vs_mixste": 0.7}}}))
+    (tmp_path / "lift_speed_full.json").write_text(json.dumps({
+        "num_frames": 243, "threads": 1, "rounds": 3, "repeats": 2, "rows": {
+            "mixste": {"params": 33783811, "gmacs_linear": 138.624, "gmacs_with_attention": 147.4, "latency_ms": 4000.0,
+                       "gmacs_vs_mixste": 1.0, "latency_vs_mixste": 1.0},
+            "hot_tpc_tra": {"params": 35000323, "gmacs_linear": 83.756, "gmacs_with_attention": 88.1,
+                            "latency_ms": 2600.0, "gmacs_vs_mixste": 0.6042, "latency_vs_mixste": 0.65}}}))
     mod.cmd_report(args)
     text = (tmp_path / "lift.md").read_text()
+    assert "| HoT-MixSTE (TPC 81 of 243 before pair 3, TRA) | 35,000,323 | 83.756 | -39.6% | 88.100 | 2.60 | -35.0% |" \
+        in text
     assert "| 1.100 M | 0.1200 | -40.0% | 7.00 | -30.0% | 105.0 | +0.0% | 105.0 |" in text  # vs the 2-seed mean
     assert "| 105.0 | +0.0% | 100.0 / 110.0 |" in text
     assert (tmp_path / "lift.png").stat().st_size > 0

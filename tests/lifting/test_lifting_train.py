@@ -177,19 +177,20 @@ def test_seq2frame_task_scores_the_kept_frames():
     torch.testing.assert_close(target, y[torch.arange(2)[:, None], index])
 
 
-def test_bundled_h36m_cameras_and_an_h36m_config(tmp_path):
-    """The Human3.6M calibration ships with slimpose; an ``h36m`` config reads files in the VideoPose3D layout
-    (32 joints, world metres; 2-D pixels per camera) through it, root-relative in each camera's frame."""
+def test_an_h36m_config_reads_the_videopose3d_layout(tmp_path):
+    """An ``h36m`` config reads files in the VideoPose3D layout (32 joints, world metres; 2-D pixels per camera)
+    with the user's camera file in ``data_root``, root-relative in each camera's frame; no camera file is a clear
+    error (slimpose ships no Human3.6M calibration)."""
     from slimpose.lifting.cameras import load_h36m_cameras
-    from slimpose.lifting.data.clips import H36M_CAMERA_TABLE, load_sequences
+    from slimpose.lifting.data.clips import load_sequences
     from slimpose.lifting.data.h36m import reduce_h36m_joints, write_videopose3d_npz
+    from slimpose.lifting.data.synth3d import synth3d_camera_tables
 
-    cams = load_h36m_cameras(H36M_CAMERA_TABLE)
-    assert sorted(cams) == sorted(["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S11"])
-    assert [c.id for c in cams["S1"]] == ["54138969", "55011271", "58860488", "60457274"]
-    assert cams["S1"][0].image_size == (1000, 1002) and not cams["S2"][0].has_extrinsics
-    assert all(c.has_extrinsics for s in ("S1", "S5", "S6", "S7", "S8", "S9", "S11") for c in cams[s])
-
+    cfg = apply_overrides(get_config("mixste_h36m"), [f"data.data_root={tmp_path}"])
+    with pytest.raises(SlimposeInputError, match="h36m_cameras.json.*no camera file"):
+        load_sequences(cfg, "train")
+    (tmp_path / "h36m_cameras.json").write_text(json.dumps(synth3d_camera_tables(3)))  # VideoPose3D's layout
+    cams = load_h36m_cameras(tmp_path / "h36m_cameras.json")
     rng = np.random.default_rng(0)
     pos3d, pos2d = {}, {}
     for subject in ("S1", "S9"):
@@ -198,7 +199,6 @@ def test_bundled_h36m_cameras_and_an_h36m_config(tmp_path):
         pos2d[subject] = {"Walking 1": [np.asarray(c.project(reduce_h36m_joints(world), pixels=True), np.float32)
                                         for c in cams[subject]]}
     write_videopose3d_npz(tmp_path / "data_3d_h36m.npz", tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz", pos3d, pos2d)
-    cfg = apply_overrides(get_config("mixste_h36m"), [f"data.data_root={tmp_path}"])
     train, test = load_sequences(cfg, "train"), load_sequences(cfg, "test")
     assert [(s.subject, s.camera_index) for s in train] == [("S1", i) for i in range(4)]
     assert [(s.subject, s.camera_index) for s in test] == [("S9", i) for i in range(4)]

@@ -29,7 +29,8 @@ class LiftDataConfig:
     ``data_root/data_2d_h36m_<keypoints>.npz``) or ``"3dhp"`` (MPI-INF-3DHP as P-STMO prepares it:
     ``data_root/data_train_3dhp.npz`` / ``data_test_3dhp.npz``, ground-truth 2-D; ``keypoints`` and ``cameras``
     unused; validated with PCK / AUC on the valid frames as well). ``cameras``: a camera JSON (``load_h36m_cameras``); default
-    ``data_root/h36m_cameras.json`` for synth3d and slimpose's copy of the Human3.6M calibration for h36m.
+    ``data_root/h36m_cameras.json`` (synth3d writes its own; for Human3.6M it is the user's copy of VideoPose3D's
+    camera tables, docs/datasets.md: slimpose ships no Human3.6M calibration).
     ``train_subjects`` / ``test_subjects``: empty = the official split (S1, S5-S8 / S9, S11).
     ``stride``: frames between the starts of training clips (0: the clip length, MixSTE's ``-s 243``).
     """

@@ -1,8 +1,8 @@
 """3-D lifting recipes (``docs/lifting.md``, "Training").
 
 * ``<model>_h36m``: the released models at full size (243 frames, dim 512, 8 + 8 blocks) on Human3.6M in
-  the VideoPose3D layout (``--data-root`` holding ``data_3d_h36m.npz`` and ``data_2d_h36m_cpn_ft_h36m_dbb.npz``;
-  cameras from slimpose's copy of the calibration), with MixSTE's official training: AdamW 4e-5, weight decay
+  the VideoPose3D layout (``--data-root`` holding ``data_3d_h36m.npz``, ``data_2d_h36m_cpn_ft_h36m_dbb.npz``
+  and ``h36m_cameras.json``, the user's copy of VideoPose3D's camera tables: docs/datasets.md), with MixSTE's official training: AdamW 4e-5, weight decay
   0.1, x0.99 per epoch, 120 epochs, 4 clips of 243 frames (``-b 1024``), clips every 243 frames (``-s 243``;
   TPC-MixSTE, seq2frame: every frame, its README's stride 1), flip augmentation and flip test. HoT's own
   epochs and batch are not in the reference: its recipe uses MixSTE's (the code it forks); so does H2OT's

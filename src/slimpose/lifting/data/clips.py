@@ -26,7 +26,6 @@ from slimpose.lifting.data.mpi_inf_3dhp import (MPI_INF_3DHP_JOINTS_LEFT, MPI_IN
 from slimpose.lifting.data.sequence import Sequence3D
 from slimpose.utils.io import SlimposeInputError
 
-H36M_CAMERA_TABLE = Path(__file__).resolve().parent / "tables" / "h36m_cameras.json"
 MPI_INF_3DHP_FILES = {"train": "data_train_3dhp.npz", "test": "data_test_3dhp.npz"}
 
 
@@ -165,11 +164,14 @@ def prepare_synth3d(cfg: Any) -> None:
 
 
 def camera_file(cfg: Any) -> Path:
-    """The camera JSON of ``cfg.data``: ``cameras`` if set, else the data set's own."""
+    """The camera JSON of ``cfg.data``: ``cameras`` if set, else ``data_root/h36m_cameras.json`` (synthetic motion
+    writes its own there; for Human3.6M it is the user's copy of VideoPose3D's tables, docs/datasets.md)."""
     d = cfg.data
-    if d.cameras:
-        return Path(d.cameras)
-    return Path(d.data_root) / "h36m_cameras.json" if d.dataset == "synth3d" else H36M_CAMERA_TABLE
+    path = Path(d.cameras) if d.cameras else Path(d.data_root) / "h36m_cameras.json"
+    if not path.is_file():
+        raise SlimposeInputError(f"{path}: no camera file (Human3.6M: write VideoPose3D's camera tables there as "
+                                 "JSON, see docs/datasets.md 'Human3.6M', or set data.cameras=FILE)")
+    return path
 
 
 def load_sequences(cfg: Any, split: str) -> list[Sequence3D]:
@@ -211,5 +213,5 @@ def _load_3dhp(path: Path, split: str, subjects: Sequence[str], val_subset: int)
     return seqs
 
 
-__all__ = ["ClipDataset", "JointLayout", "centred_clip", "H36M_LAYOUT", "MPI_INF_3DHP_LAYOUT", "joint_layout", "H36M_CAMERA_TABLE", "camera_file", "clip_starts", "load_sequences", "mirror",
-           "prepare_synth3d", "take_clip"]
+__all__ = ["ClipDataset", "H36M_LAYOUT", "JointLayout", "MPI_INF_3DHP_LAYOUT", "camera_file", "centred_clip",
+           "clip_starts", "joint_layout", "load_sequences", "mirror", "prepare_synth3d", "take_clip"]

@@ -28,10 +28,11 @@ SMALL = {
     "mixste": dict(num_frames=T, dim=32, depth=2),
     "hot_mixste": dict(num_frames=T, dim=32, depth=3, num_tokens=9, layer_index=1),
     "tpc_mixste": dict(num_frames=T, dim=32, depth=2, num_tokens=9, layer_index=1),
+    "ktpformer": dict(num_frames=T, dim=32, depth=2),
 }
 # what the weights do not show (num_frames, dim, depth and HoT's num_tokens are read from the shapes)
 NOT_IN_WEIGHTS = {"mixste": [], "hot_mixste": ["--set", "layer_index=1"],
-                  "tpc_mixste": ["--set", "num_tokens=9", "--set", "layer_index=1"]}
+                  "tpc_mixste": ["--set", "num_tokens=9", "--set", "layer_index=1"], "ktpformer": []}
 
 
 @pytest.fixture(autouse=True)
@@ -79,10 +80,10 @@ def read_back(path) -> tuple[dict, torch.nn.Module]:
 
 
 @pytest.mark.parametrize("source,name", [("mixste", "mixste"), ("hot", "hot_mixste"), ("hot", "tpc_mixste"),
-                                         ("hot", "mixste")])
+                                         ("hot", "mixste"), ("ktpformer", "ktpformer")])
 def test_official_layouts_convert_and_give_the_same_outputs(tmp_path, capsys, source, name):
     src = small(name)
-    if source == "mixste":
+    if source in ("mixste", "ktpformer"):  # run_ktpformer.py saves MixSTE's layout
         official = mixste_run_py(src)
         torch.save(official, tmp_path / "best_epoch.bin")
         with pytest.raises(Exception):  # the pickled RandomState: plain weights_only loading refuses the file
@@ -98,7 +99,7 @@ def test_official_layouts_convert_and_give_the_same_outputs(tmp_path, capsys, so
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["converted"] == len(src.state_dict())
     assert set(report["inferred"]) >= {"num_frames", "num_joints", "dim", "depth"}
-    if source == "mixste":
+    if source in ("mixste", "ktpformer"):
         assert report["source_key"] == "model_pos"
         assert [d.split(" ")[0] for d in report["dropped"]] == ["epoch", "lr", "random_state", "optimizer"]
         assert "epoch (epochs trained: 160)" in report["dropped"]
@@ -235,6 +236,10 @@ def test_full_size_official_shapes_on_meta():
                                                               num_tokens=81)
     _, report = convert_lifting_state_dict(sd, hot)
     assert report.ok and report.converted == len(sd)
+    with torch.device("meta"):
+        ktp = create_lifter("ktpformer")
+    assert infer_lifter_overrides(ktp.state_dict(), "ktpformer") == dict(num_frames=243, num_joints=17, dim=512,
+                                                                         depth=7)
     _, report = convert_lifting_state_dict(sd, tpc)  # HoT tensors do not fit TPC-MixSTE
     assert sorted(report.unexpected)[:2] == ["cross_attention.linear_k.bias", "cross_attention.linear_k.weight"]
     assert not report.missing and not report.ok

@@ -73,13 +73,16 @@ def test_clip_dataset_flips_are_per_epoch_and_consistent():
 
 def test_lifting_recipes_are_lift_configs():
     for name in ("mixste_synth3d", "hot_mixste_synth3d", "tpc_mixste_synth3d", "h2ot_mixste_synth3d", "mixste_h36m",
-                 "hot_mixste_h36m", "tpc_mixste_h36m", "h2ot_mixste_h36m"):
+                 "hot_mixste_h36m", "tpc_mixste_h36m", "h2ot_mixste_h36m", "ktpformer_h36m", "ktpformer_synth3d",
+                 "hot_ktpformer_synth3d"):
         cfg = RECIPES[name]()
         assert isinstance(cfg, LiftConfig) and cfg.family == "lifting"
     h36m = RECIPES["mixste_h36m"]()
     assert (h36m.optim.name, h36m.optim.lr, h36m.optim.weight_decay, h36m.schedule.epoch_decay) == \
         ("adamw", 4e-5, 0.1, 0.99)
     assert h36m.data.stride == 243 and h36m.data.batch_size == 4 and h36m.model.overrides == {}
+    ktp = RECIPES["ktpformer_h36m"]()
+    assert (ktp.optim.lr, ktp.schedule.epochs, ktp.data.stride, ktp.model.name) == (8e-5, 200, 128, "ktpformer")
 
 
 def test_lift_config_round_trip_and_errors(tmp_path):
@@ -149,7 +152,8 @@ def test_train_resume_and_evaluate_a_tiny_lifter(tmp_path):
 @pytest.mark.parametrize("model,extra", [("hot_mixste", {"num_tokens": 3, "layer_index": 1}),
                                          ("tpc_mixste", {"num_tokens": 3, "layer_index": 1}),
                                          ("h2ot_mixste", {"depth": 3, "schedule": [[1, 5], [2, 3]],
-                                                          "pruner": "tpmo"})])
+                                                          "pruner": "tpmo"}),
+                                         ("ktpformer", {}), ("hot_ktpformer", {"num_tokens": 3, "layer_index": 1})])
 def test_pruned_lifters_train(tmp_path, model, extra):
     from slimpose.lifting.train import build_lift_trainer
 

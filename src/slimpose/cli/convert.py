@@ -1,4 +1,4 @@
-"""``slimpose convert SRC DST --from {tokenpose,distilpose,sdpose,ppt,vitpose,mmpose,hot,mixste} --model NAME``.
+"""``slimpose convert SRC DST --from {tokenpose,distilpose,sdpose,ppt,vitpose,mmpose,hot,mixste,ktpformer} --model NAME``.
 
 Renames an official checkpoint (mmcv ``{'state_dict': ...}``, TokenPose ``checkpoint.pth``, raw state dicts,
 ``module.`` prefixes) into a slimpose model, loads it strictly and prints a report of missing, unexpected
@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="official checkpoint (read with torch.load(weights_only=True))")
     parser.add_argument("dst", help="output: .pth (slimpose checkpoint) or .safetensors")
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES + LIFTING_SOURCES,
-                        help="official code base (hot, mixste: 3-D lifting checkpoints)")
+                        help="official code base (hot, mixste, ktpformer: 3-D lifting checkpoints)")
     parser.add_argument("--model", required=True,
                         help="slimpose model name (slimpose.models.MODELS; slimpose.lifting.models.LIFTERS with "
-                             "--from hot|mixste)")
+                             "--from hot|mixste|ktpformer)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                         help="2-D models: input width and height (default 192 256)")
     parser.add_argument("--num-keypoints", type=int, default=None,

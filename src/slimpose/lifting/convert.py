@@ -52,7 +52,7 @@ __all__ = [
     "read_lifting_checkpoint",
 ]
 
-LIFTING_SOURCES = ("hot", "mixste")
+LIFTING_SOURCES = ("hot", "mixste", "ktpformer")
 
 # per layout: the entry holding the state dict (None: the file is the state dict) and the known other entries
 _LAYOUTS: dict[str, tuple[str | None, dict[str, str]]] = {
@@ -67,6 +67,8 @@ _LAYOUTS: dict[str, tuple[str | None, dict[str, str]]] = {
         "random_state_semi": "semi-supervised generator's RandomState",
     }),
 }
+# KTPFormer's run_ktpformer.py writes MixSTE's layout: {'epoch', 'lr', 'random_state', 'optimizer', 'model_pos'}
+_LAYOUTS["ktpformer"] = _LAYOUTS["mixste"]
 
 # HoT's pruning / recovery tensors: in a hot_mixste file, not in MixSTE / TPC-MixSTE
 _HOT_ONLY = re.compile(r"^(pos_embed_token|x_token|cross_attention\..+)$")
@@ -200,11 +202,15 @@ def infer_lifter_overrides(sd: dict[str, torch.Tensor], model_name: str) -> dict
         t = sd.get(name)
         return tuple(t.shape) if isinstance(t, torch.Tensor) and t.dim() == dims else None
 
-    if (s := shape("Temporal_pos_embed", 3)) is not None:
+    prefix = "kpattention.attn." if "kpattention.attn.Spatial_pos_embed" in sd else ""   # KTPFormer's prior blocks
+    temporal = "tpattention.attn." if prefix else ""
+    if (s := shape(f"{temporal}Temporal_pos_embed", 3)) is not None:
         out["num_frames"] = s[1]
-    if (s := shape("Spatial_pos_embed", 3)) is not None:
+    if (s := shape(f"{prefix}Spatial_pos_embed", 3)) is not None:
         out["num_joints"] = s[1]
     emb = shape("Spatial_patch_to_embedding.weight", 2)
+    if prefix and (w := shape("kpattention.attn.kpa.gconv.W", 3)) is not None:
+        emb = (w[2], w[1])  # the graph convolution's (out, in), as the linear embedding's weight
     if emb is not None:
         out["dim"] = emb[0]
         if emb[1] != 2:
@@ -219,7 +225,7 @@ def infer_lifter_overrides(sd: dict[str, torch.Tensor], model_name: str) -> dict
         out["qkv_bias"] = False
     if (s := shape("head.1.weight", 2)) is not None and s[0] != 3:
         out["out_chans"] = s[0]
-    if model_name == "hot_mixste" and (s := shape("pos_embed_token", 3)) is not None:
+    if model_name in ("hot_mixste", "hot_ktpformer") and (s := shape("pos_embed_token", 3)) is not None:
         out["num_tokens"] = s[1]
     return out
 

@@ -7,6 +7,8 @@
   TPC-MixSTE, seq2frame: every frame, its README's stride 1), flip augmentation and flip test. HoT's own
   epochs and batch are not in the reference: its recipe uses MixSTE's (the code it forks); so does H2OT's
   (``h2ot_mixste``: TPC, 121 / 61 / 31 of 243 frames before block pairs 2 / 3 / 4, TRA; unverified schedule).
+* ``ktpformer_h36m`` / ``hot_ktpformer_h36m``: KTPFormer's official training (AdamW 8e-5, 200 epochs, clips
+  every 128 frames, the rest as MixSTE's); HoT on KTPFormer is a slimpose composition trained the same way.
 * ``mixste_3dhp``: MixSTE (dim 512, 8 + 8 blocks) on 27-frame clips of MPI-INF-3DHP (``--data-root`` holding
   P-STMO's ``data_train_3dhp.npz`` / ``data_test_3dhp.npz``), uniform joint weights, scored with MPJPE and the
   3DHP PCK / AUC on the valid test frames.
@@ -31,6 +33,9 @@ SYNTH_MODELS: dict[str, dict] = {
     "hot_mixste": dict(num_frames=27, dim=64, depth=4, num_tokens=9, layer_index=2),
     "tpc_mixste": dict(num_frames=27, dim=64, depth=4, num_tokens=7, layer_index=3),
     "h2ot_mixste": dict(num_frames=27, dim=64, depth=4),  # the default schedule scaled: 13 / 7 / 3 of 27 frames
+    # KTPFormer: the prior pair + 3 MixSTE pairs = 4 pairs, as the others; HoT on it prunes after 2 of the 4
+    "ktpformer": dict(num_frames=27, dim=64, depth=3),
+    "hot_ktpformer": dict(num_frames=27, dim=64, depth=3, num_tokens=9, layer_index=1),
 }
 
 
@@ -41,6 +46,16 @@ def _h36m(model: str) -> LiftConfig:
                           stride=1 if seq2frame else 243, batch_size=4, val_batch_size=4, workers=4)
     return LiftConfig(name=name, work_dir=f"work_dirs/{name}", data=data, model=ModelConfig(name=model),
                       eval_interval=1)
+
+
+def _ktpformer_h36m(model: str) -> LiftConfig:
+    """KTPFormer's official training (``run_ktpformer.py``): AdamW 8e-5, weight decay 0.1, x0.99 per epoch,
+    200 epochs, clips every 128 frames (``-s 128``), 1024 frames = 4 clips per batch, drop path 0.1."""
+    cfg = _h36m(model)
+    cfg.optim.lr = 8e-5
+    cfg.schedule.epochs = 200
+    cfg.data.stride = 128
+    return cfg
 
 
 def _3dhp(model: str) -> LiftConfig:
@@ -75,8 +90,12 @@ RECIPES: dict[str, Callable[[], LiftConfig]] = {
     "tpc_mixste_h36m": lambda: _h36m("tpc_mixste"),
     "h2ot_mixste_h36m": lambda: _h36m("h2ot_mixste"),
     "mixste_3dhp": lambda: _3dhp("mixste"),
+    "ktpformer_h36m": lambda: _ktpformer_h36m("ktpformer"),
+    "hot_ktpformer_h36m": lambda: _ktpformer_h36m("hot_ktpformer"),
     "mixste_synth3d": lambda: _synth("mixste"),
     "hot_mixste_synth3d": lambda: _synth("hot_mixste"),
     "tpc_mixste_synth3d": lambda: _synth("tpc_mixste"),
     "h2ot_mixste_synth3d": lambda: _synth("h2ot_mixste"),
+    "ktpformer_synth3d": lambda: _synth("ktpformer"),
+    "hot_ktpformer_synth3d": lambda: _synth("hot_ktpformer"),
 }

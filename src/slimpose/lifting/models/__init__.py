@@ -5,7 +5,8 @@
 keyword overrides (small CPU versions: ``mixste(num_frames=27, dim=32, depth=2)``,
 ``h2ot_mixste(num_frames=27, dim=32, depth=4)``). Every lifter takes
 (B, T, J, 2) 2-D keypoint sequences (``model.input_spec``: a ``SequenceInput``) and returns 3-D poses:
-(B, T, J, 3) for the seq2seq models, (B, 1, J, 3) for the seq2frame ``tpc_mixste``. See
+(B, T, J, 3) for the seq2seq models, (B, 1, J, 3) for the seq2frame ``tpc_mixste``. KTPFormer's factories
+default to ``depth=7`` (its MixSTE pairs after the two prior blocks). See
 docs/lifting_models.md.
 """
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from slimpose.lifting.models.h2ot import H2OT_SCHEDULE, H2OTMixSTE, h2ot_mixste
 from slimpose.lifting.models.hot import HoTMixSTE, TPCMixSTE, hot_mixste, tpc_mixste
+from slimpose.lifting.models.ktpformer import HoTKTPFormer, KTPFormer, hot_ktpformer, ktpformer
 from slimpose.lifting.models.mixste import MixSTE, mixste
 from slimpose.lifting.models.pruning import (
     TPA, TPC, TPS, TRA, TRI, TPMo, TokenPruner, TokenRecovery, cluster_dpc_knn,
@@ -33,6 +35,10 @@ LIFTERS: dict[str, Callable[..., nn.Module]] = {
     "tpc_mixste": tpc_mixste,
     # H2OT on MixSTE: pruning in stages (121, 61, 31 of 243 frames before block pairs 2, 3, 4) + TRA, seq2seq
     "h2ot_mixste": h2ot_mixste,
+    # KTPFormer: kinematics (KPA) and trajectory (TPA) prior attention blocks, then 7 MixSTE pairs, seq2seq
+    "ktpformer": ktpformer,
+    # HoT on KTPFormer: the prior blocks in front, TPC (81 of 243 before KTPFormer pair 2) + TRA
+    "hot_ktpformer": hot_ktpformer,
 }
 
 
@@ -44,5 +50,5 @@ def create_lifter(name: str, **overrides) -> nn.Module:
 __all__ = [
     "H2OTMixSTE", "H2OT_SCHEDULE", "HoTMixSTE", "LIFTERS", "MixSTE", "SequenceInput", "TPA", "TPC", "TPCMixSTE",
     "TPMo", "TPS", "TRA", "TRI", "TokenPruner", "TokenRecovery", "cluster_dpc_knn", "create_lifter", "h2ot_mixste",
-    "hot_mixste", "mixste", "tpc_mixste",
+    "hot_mixste", "mixste", "tpc_mixste", "HoTKTPFormer", "KTPFormer", "hot_ktpformer", "ktpformer",
 ]

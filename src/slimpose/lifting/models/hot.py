@@ -79,8 +79,9 @@ class HoTMixSTE(MixSTE):
     def __init__(self, pruner: TokenPruner, recovery: TokenRecovery, layer_index: int = 3,
                  num_frames: int = 243, num_joints: int = 17, dim: int = 512, depth: int = 8, **kwargs) -> None:
         super().__init__(num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth, **kwargs)
-        if not 1 <= layer_index < depth:
-            raise ValueError(f"layer_index must be in 1 .. depth - 1 = {depth - 1}, got {layer_index}")
+        if not self.first_pair <= layer_index < depth:
+            raise ValueError(f"layer_index must be in {self.first_pair} .. depth - 1 = {depth - 1}, "
+                             f"got {layer_index}")
         if pruner.num_tokens > num_frames:
             raise ValueError(f"cannot keep {pruner.num_tokens} of {num_frames} frames")
         clash = _flat_names(recovery) & (_flat_names(self) | {"pruner", "recovery", "pos_embed_token"})
@@ -99,7 +100,7 @@ class HoTMixSTE(MixSTE):
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         poses = x
         x = self.forward_stem(x)
-        for i in range(1, self.depth):
+        for i in range(self.first_pair, self.depth):
             if i == self.layer_index:
                 x, index = self.pruner(x, index, poses=poses)
                 x = x + self.pos_embed_token.unsqueeze(2)

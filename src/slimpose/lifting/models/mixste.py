@@ -20,6 +20,8 @@ state dict). Initialisation is the official one: torch's defaults, position embe
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -43,12 +45,19 @@ class MixSTE(nn.Module):
 
     ``forward_features`` gives the (B, T, J, C) features after the last temporal block and its norm,
     ``forward_head`` the 3-D poses from them. ``T`` must equal ``num_frames`` (the temporal position
-    embedding has that length) and ``J`` ``num_joints``.
+    embedding has that length) and ``J`` ``num_joints``. ``forward_stem`` runs the embedding and block pair 0;
+    ``first_pair`` (1) is the first pair after it (KTPFormer's stem is its own two blocks: 0).
     """
+
+    first_pair = 1
 
     def __init__(self, num_frames: int = 243, num_joints: int = 17, in_chans: int = 2, dim: int = 512,
                  depth: int = 8, num_heads: int = 8, mlp_ratio: float = 2.0, qkv_bias: bool = True,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.1, out_chans: int = 3) -> None:
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.1, out_chans: int = 3,
+                 block_drop_path: Sequence[float] | None = None, embed: bool = True) -> None:
+        """``block_drop_path``: the drop-path rate of each block pair (default ``linspace(0, drop_path_rate,
+        depth)``); ``embed=False`` leaves out the joint embedding and the two position embeddings (for a
+        subclass with its own stem: KTPFormer)."""
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
@@ -57,18 +66,27 @@ class MixSTE(nn.Module):
         self.in_chans = int(in_chans)
         self.dim = int(dim)
         self.depth = int(depth)
-        self.Spatial_patch_to_embedding = nn.Linear(in_chans, dim)
-        self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, num_joints, dim))
-        self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, num_frames, dim))
+        if embed:
+            self.Spatial_patch_to_embedding = nn.Linear(in_chans, dim)
+            self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, num_joints, dim))
+            self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, num_frames, dim))
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = drop_path_rates(drop_path_rate, depth)
+        dpr = list(block_drop_path) if block_drop_path is not None else drop_path_rates(drop_path_rate, depth)
+        if len(dpr) != depth:
+            raise ValueError(f"block_drop_path has {len(dpr)} rates for {depth} block pairs")
         self.STEblocks = nn.ModuleList(
-            MixBlock(dim, num_heads, mlp_ratio, dpr[i], qkv_bias=qkv_bias, drop=drop_rate) for i in range(depth))
+            self.block(dim, num_heads, mlp_ratio, dpr[i], qkv_bias, drop_rate) for i in range(depth))
         self.TTEblocks = nn.ModuleList(
-            MixBlock(dim, num_heads, mlp_ratio, dpr[i], qkv_bias=qkv_bias, drop=drop_rate) for i in range(depth))
+            self.block(dim, num_heads, mlp_ratio, dpr[i], qkv_bias, drop_rate) for i in range(depth))
         self.Spatial_norm = nn.LayerNorm(dim, eps=1e-6)
         self.Temporal_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out_chans))
+
+    @staticmethod
+    def block(dim: int, num_heads: int, mlp_ratio: float, drop_path: float, qkv_bias: bool = True,
+              drop: float = 0.0) -> nn.Module:
+        """One spatial or temporal block (pre-norm, LayerNorm eps 1e-6)."""
+        return MixBlock(dim, num_heads, mlp_ratio, drop_path, qkv_bias=qkv_bias, drop=drop)
 
     @property
     def input_spec(self) -> SequenceInput:
@@ -110,7 +128,7 @@ class MixSTE(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_stem(x)
-        for i in range(1, self.depth):
+        for i in range(self.first_pair, self.depth):
             x = self.forward_block(x, i)
         return x
 

@@ -1,4 +1,5 @@
-"""Video 3-D lifting evidence on a CPU budget: MixSTE vs HoT-MixSTE vs the H2OT variants on synthetic motion.
+"""Video 3-D lifting evidence on a CPU budget: MixSTE vs HoT-MixSTE vs the H2OT variants vs KTPFormer (and HoT
+on it) on synthetic motion.
 
     python benchmarks/lifting.py train --out benchmarks/results/lifting_synth3d --rows mixste,hot_tpc_tra
     python benchmarks/lifting.py speed --out benchmarks/results/lifting_synth3d
@@ -47,6 +48,9 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "h2ot_tpa_tra": ("H2OT: TPA, TRA", "h2ot_mixste", dict(H2OT, pruner="tpa", recovery="tra")),
     "h2ot_tpmo_tra": ("H2OT: TPMo, TRA", "h2ot_mixste", dict(H2OT, pruner="tpmo", recovery="tra")),
     "h2ot_tps_tri": ("H2OT: TPS, TRI (parameter-free)", "h2ot_mixste", dict(H2OT, pruner="tps", recovery="tri")),
+    "ktpformer": ("KTPFormer (KPA + TPA, then 3 pairs)", "ktpformer", dict(SYNTH_MODELS["ktpformer"])),
+    "hot_ktpformer": ("HoT on KTPFormer: TPC 9 of 27 after 2 pairs, TRA", "hot_ktpformer",
+                      dict(SYNTH_MODELS["hot_ktpformer"])),
 }
 
 
@@ -56,6 +60,8 @@ FULL_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "hot_tpc_tra": ("HoT-MixSTE (TPC 81 of 243 before pair 3, TRA)", "hot_mixste", {}),
     "h2ot_tpc_tra": ("H2OT (TPC 121/61/31 before pairs 2/3/4, TRA)", "h2ot_mixste", {}),
     "h2ot_tps_tri": ("H2OT (TPS, TRI)", "h2ot_mixste", {"pruner": "tps", "recovery": "tri"}),
+    "ktpformer": ("KTPFormer", "ktpformer", {}),
+    "hot_ktpformer": ("HoT on KTPFormer (TPC 81 of 243 after 3 of 8 pairs, TRA)", "hot_ktpformer", {}),
 }
 
 

@@ -36,6 +36,7 @@ from slimpose.utils.io import SlimposeInputError, atomic_path
 
 __all__ = [
     "DecodedModel",
+    "export_lifter_checkpoint",
     "export_onnx",
     "check_onnx",
     "export_checkpoint",
@@ -146,7 +147,8 @@ def export_checkpoint(
     decode_in_graph: bool = False,
     opset: int = DEFAULT_OPSET,
 ) -> dict[str, Any]:
-    """Export a ``.pth`` / ``.safetensors`` checkpoint to ``fmt`` ('onnx' or 'safetensors')."""
+    """Export a ``.pth`` / ``.safetensors`` checkpoint to ``fmt`` ('onnx' or 'safetensors'); a 3-D lifter's goes
+    through ``export_lifter_checkpoint``."""
     from slimpose.api import load
 
     src = Path(checkpoint)
@@ -155,8 +157,11 @@ def export_checkpoint(
     dst = Path(out) if out else src.with_suffix(".onnx" if fmt == "onnx" else ".safetensors")
     if dst.resolve() == src.resolve():
         raise SlimposeInputError(f"{dst}: the output would overwrite the input checkpoint")
+    from slimpose.api import read_weights
+
+    if (read_weights(src)[1].get("config") or {}).get("family") == "lifting":
+        return export_lifter_checkpoint(src, dst, fmt, decode_in_graph, opset)
     if fmt == "safetensors":
-        from slimpose.api import read_weights
         from slimpose.engine.checkpoint import export_safetensors
 
         sd, meta = read_weights(src)
@@ -166,6 +171,35 @@ def export_checkpoint(
         return {"path": str(dst), "format": "safetensors", "tensors": len(sd)}
     pm = load(src)
     report = export_onnx(pm.model, dst, pm.head, decode_in_graph=decode_in_graph, opset=opset)
+    report["format"] = "onnx"
+    return report
+
+
+def export_lifter_checkpoint(src: Path, dst: Path, fmt: str, decode_in_graph: bool = False,
+                             opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    """A 3-D lifter's checkpoint (``config.family == 'lifting'``) to safetensors (weights + metadata, read back
+    by ``slimpose.lifting.checkpoint.load_lifter``) or ONNX: input ``keypoints_2d`` (B, T, J, 2) normalised
+    screen coordinates, output ``output`` (B, T, J, 3) root-relative metres (B, 1, J, 3 for seq2frame), dynamic
+    batch, checked with onnxruntime. Lifters that choose frames (HoT / H2OT / TPC-MixSTE) are refused for ONNX:
+    their data-dependent choice (DPC-kNN's tie-breaking noise, TRI's ``searchsorted``) does not export exactly."""
+    from slimpose.api import read_weights
+    from slimpose.lifting.checkpoint import load_lifter
+    from slimpose.lifting.models.pruning import TokenPruner
+
+    if decode_in_graph:
+        raise SlimposeInputError(f"{src}: --decode-in-graph is for 2-D heads; a lifter outputs its 3-D poses")
+    model, info = load_lifter(src)  # the weights must rebuild the lifter before they are shipped
+    if fmt == "safetensors":
+        from slimpose.engine.checkpoint import export_safetensors
+
+        sd, meta = read_weights(src)
+        export_safetensors({"model": sd, "model_name": info.model_name, "config": meta.get("config") or {}}, dst)
+        return {"path": str(dst), "format": "safetensors", "tensors": len(sd)}
+    if any(isinstance(m, TokenPruner) for m in model.modules()):
+        raise SlimposeInputError(f"{src}: {info.model_name} chooses its frames at run time (token pruning), which "
+                                 "ONNX export does not reproduce exactly yet; export a MixSTE or KTPFormer lifter, "
+                                 "or use the safetensors format")
+    report = export_onnx(model, dst, opset=opset)
     report["format"] = "onnx"
     return report
 

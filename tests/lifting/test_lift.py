@@ -344,3 +344,33 @@ def test_lift_refuses_a_3dhp_lifter_and_negative_frames(tmp_path, lift_inputs, c
     assert main(["lift", str(neg), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o6"),
                  "--image-size", "64,48"]) == 2
     assert "image_id -3" in capsys.readouterr().err and not (tmp_path / "o6").exists()
+
+
+def test_export_lifting_checkpoints(tmp_path, capsys):
+    """``slimpose export`` on a lifter: ONNX (checked with onnxruntime) and safetensors (read back by
+    load_lifter); a lifter that chooses its frames is refused for ONNX with exit 2."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    for name, kw in (("mixste", TINY), ("ktpformer", dict(num_frames=9, dim=16, depth=1, num_heads=2)),
+                     ("hot_mixste", dict(TINY, depth=2, num_tokens=3, layer_index=1))):
+        model = create_lifter(name, **kw)
+        ckpt = tmp_path / f"{name}.pth"
+        torch.save({"model": model.state_dict(), "model_name": name,
+                    "config": {"family": "lifting", "model": {"name": name, "overrides": kw}}}, ckpt)
+        onnx_path = tmp_path / f"{name}.onnx"
+        rc = main(["export", str(ckpt), "--format", "onnx", "--out", str(onnx_path), "--json"])
+        out = capsys.readouterr()
+        if name == "hot_mixste":
+            assert rc == 2 and "token pruning" in out.err and not onnx_path.exists()
+        else:
+            assert rc == 0, out.err
+            report = json.loads(out.out)
+            assert report["max_abs_diff"]["output"] < 1e-4 and report["input_size"] == [9, 17]
+        st = tmp_path / f"{name}.safetensors"
+        assert main(["export", str(ckpt), "--format", "safetensors", "--out", str(st)]) == 0
+        back, info = load_lifter(st)
+        assert info.model_name == name
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(back.state_dict()[k], v)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "mixste.pth"), "--format", "onnx", "--decode-in-graph"]) == 2

@@ -180,11 +180,12 @@ def export_lifter_checkpoint(src: Path, dst: Path, fmt: str, decode_in_graph: bo
     """A 3-D lifter's checkpoint (``config.family == 'lifting'``) to safetensors (weights + metadata, read back
     by ``slimpose.lifting.checkpoint.load_lifter``) or ONNX: input ``keypoints_2d`` (B, T, J, 2) normalised
     screen coordinates, output ``output`` (B, T, J, 3) root-relative metres (B, 1, J, 3 for seq2frame), dynamic
-    batch, checked with onnxruntime. Lifters that choose frames (HoT / H2OT / TPC-MixSTE) are refused for ONNX:
-    their data-dependent choice (DPC-kNN's tie-breaking noise, TRI's ``searchsorted``) does not export exactly."""
+    batch, checked with onnxruntime. Lifters that choose their frames from the input (TPC, TPA, TPMo: HoT,
+    H2OT and TPC-MixSTE as released) are refused for ONNX: DPC-kNN's tie-breaking noise and near-ties do not
+    export exactly. The uniform TPS pruner (with TRA or TRI) exports."""
     from slimpose.api import read_weights
     from slimpose.lifting.checkpoint import load_lifter
-    from slimpose.lifting.models.pruning import TokenPruner
+    from slimpose.lifting.models.pruning import TPS, TokenPruner
 
     if decode_in_graph:
         raise SlimposeInputError(f"{src}: --decode-in-graph is for 2-D heads; a lifter outputs its 3-D poses")
@@ -195,10 +196,12 @@ def export_lifter_checkpoint(src: Path, dst: Path, fmt: str, decode_in_graph: bo
         sd, meta = read_weights(src)
         export_safetensors({"model": sd, "model_name": info.model_name, "config": meta.get("config") or {}}, dst)
         return {"path": str(dst), "format": "safetensors", "tensors": len(sd)}
-    if any(isinstance(m, TokenPruner) for m in model.modules()):
-        raise SlimposeInputError(f"{src}: {info.model_name} chooses its frames at run time (token pruning), which "
-                                 "ONNX export does not reproduce exactly yet; export a MixSTE or KTPFormer lifter, "
-                                 "or use the safetensors format")
+    chosen = [type(m).__name__ for m in model.modules() if isinstance(m, TokenPruner) and not isinstance(m, TPS)]
+    if chosen:
+        raise SlimposeInputError(f"{src}: {info.model_name} chooses its frames from the input at run time "
+                                 f"({', '.join(sorted(set(chosen)))}), which ONNX export does not reproduce exactly "
+                                 "yet; export a MixSTE / KTPFormer lifter or one with the uniform TPS pruner, or use "
+                                 "the safetensors format")
     report = export_onnx(model, dst, opset=opset)
     report["format"] = "onnx"
     return report

@@ -348,10 +348,12 @@ def test_lift_refuses_a_3dhp_lifter_and_negative_frames(tmp_path, lift_inputs, c
 
 def test_export_lifting_checkpoints(tmp_path, capsys):
     """``slimpose export`` on a lifter: ONNX (checked with onnxruntime) and safetensors (read back by
-    load_lifter); a lifter that chooses its frames is refused for ONNX with exit 2."""
+    load_lifter); the uniform TPS pruner with TRI exports; a lifter that chooses its frames from the input
+    (TPC) is refused for ONNX with exit 2."""
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     for name, kw in (("mixste", TINY), ("ktpformer", dict(num_frames=9, dim=16, depth=1, num_heads=2)),
+                     ("h2ot_mixste", dict(TINY, depth=3, schedule=[[1, 5], [2, 3]], pruner="tps", recovery="tri")),
                      ("hot_mixste", dict(TINY, depth=2, num_tokens=3, layer_index=1))):
         model = create_lifter(name, **kw)
         ckpt = tmp_path / f"{name}.pth"
@@ -361,7 +363,7 @@ def test_export_lifting_checkpoints(tmp_path, capsys):
         rc = main(["export", str(ckpt), "--format", "onnx", "--out", str(onnx_path), "--json"])
         out = capsys.readouterr()
         if name == "hot_mixste":
-            assert rc == 2 and "token pruning" in out.err and not onnx_path.exists()
+            assert rc == 2 and "TPC" in out.err and not onnx_path.exists()
         else:
             assert rc == 0, out.err
             report = json.loads(out.out)

@@ -6,7 +6,8 @@ its head (``heatmaps``, ``output``, ``simcc_x`` + ``simcc_y``), or with ``--deco
 DARK stays outside the graph; coordinates for regression students; argmax for SimCC). The file is checked
 against PyTorch with onnxruntime. safetensors: the weights plus ``model_name`` / ``config`` metadata,
 loadable by ``slimpose.load``. A 3-D lifter's checkpoint (MixSTE, KTPFormer) exports with input ``keypoints_2d``
-(B,T,J,2) and output ``output`` (B,T,J,3); lifters that prune frames are refused for ONNX (safetensors works).
+(B,T,J,2) and output ``output`` (B,T,J,3); lifters that choose frames from the input (TPC, TPA, TPMo) are refused
+for ONNX (the uniform TPS pruner exports; safetensors works for all).
 """
 
 from __future__ import annotations

@@ -343,7 +343,8 @@ class TRI(TokenRecovery):
         t = torch.arange(num_frames, device=x.device)
         if n == 1:
             return gather_frames(x, index.new_zeros(b, num_frames))
-        right = torch.searchsorted(index.contiguous(), t.expand(b, -1).contiguous(), right=True)
+        # searchsorted(index, t, right=True) as a count (ONNX has no searchsorted): kept frames <= t
+        right = (index.unsqueeze(1) <= t.view(1, -1, 1)).sum(dim=-1)
         right = right.clamp(1, n - 1)
         left = right - 1
         t_left, t_right = index.gather(1, left), index.gather(1, right)

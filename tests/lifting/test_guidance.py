@@ -164,3 +164,21 @@ def test_rho_schedule() -> None:
     assert rho_schedule(1.0, 4, "decreasing") == [1.0, 0.75, 0.5, 0.25]
     with pytest.raises(ValueError):
         rho_schedule(1.0, 2, "cosine")
+
+
+def test_review_edge_cases_zero_gradient_and_degenerate_frames():
+    """An energy that does not depend on the poses gives a zero step (it used to raise); a frame whose joints
+    all have zero confidence gets the prior root instead of a singular solve."""
+    import torch
+
+    from slimpose.lifting.guidance import STPGEnergy, solve_root_trajectory, stpg_guide
+
+    x = torch.randn(2, 1, 17, 3, dtype=torch.float64) * 0.2
+    for energy in (STPGEnergy(0, 0, 0, 0), STPGEnergy(0, 0, 0, 0.01), STPGEnergy(1, 0, 0, 0)):
+        torch.testing.assert_close(stpg_guide(x, energy, 0.1), x)  # T = 1 / no intrinsics: nothing to follow
+    kps = torch.rand(2, 1, 17, 2, dtype=torch.float64) * 0.2
+    conf = torch.ones(2, 1, 17, dtype=torch.float64)
+    conf[0] = 0.0
+    root = solve_root_trajectory(x, kps, torch.tensor([1.1, 1.1, 0.0, 0.0], dtype=torch.float64), conf)
+    torch.testing.assert_close(root[0, 0], torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64))
+    assert torch.isfinite(root).all()

@@ -82,7 +82,8 @@ def test_lifting_recipes_are_lift_configs():
         ("adamw", 4e-5, 0.1, 0.99)
     assert h36m.data.stride == 243 and h36m.data.batch_size == 4 and h36m.model.overrides == {}
     ktp = RECIPES["ktpformer_h36m"]()
-    assert (ktp.optim.lr, ktp.schedule.epochs, ktp.data.stride, ktp.model.name) == (8e-5, 200, 128, "ktpformer")
+    assert (ktp.optim.lr, ktp.schedule.epochs, ktp.data.stride, ktp.data.batch_size, ktp.model.name) == \
+        (8e-5, 200, 243, 8, "ktpformer")  # -b 1024 -s 128: 1024 // 128 clips of 243 frames
 
 
 def test_lift_config_round_trip_and_errors(tmp_path):
@@ -298,3 +299,12 @@ def test_mpjve_never_spans_an_invalid_frame(tmp_path):
     metrics = LiftEvaluator([seq], tmp_path, flip_test=False).score([pred])
     assert metrics["num_frames"] == 8 and metrics["MPJPE"] > 0
     assert metrics["MPJVE"] == pytest.approx(0.0, abs=1e-3)  # each run is a constant offset: no velocity error
+
+
+def test_ktpformer_on_3dhp_needs_its_skeleton():
+    base = get_config("mixste_3dhp")
+    with pytest.raises(SlimposeInputError, match="parents"):
+        apply_overrides(base, ["model.name=ktpformer"])
+    parents = [16, 15, 1, 2, 3, 1, 5, 6, 14, 8, 9, 14, 11, 12, -1, 14, 1]  # any 3DHP-ordered tree passes
+    cfg = apply_overrides(base, ["model.name=ktpformer", f"model.overrides.parents={parents}"])
+    assert cfg.model.overrides["parents"] == parents

@@ -138,6 +138,9 @@ def validate_lift_config(cfg: LiftConfig, where: str = "config") -> LiftConfig:
     if d.dataset == "3dhp" and tuple(weights) == tuple(MIXSTE_JOINT_WEIGHTS):
         raise bad("loss.joint_weights", "these are MixSTE's weights in the Human3.6M joint order; MPI-INF-3DHP's "
                   "joints are in another order (the mixste_3dhp recipe uses uniform weights: 1,1,...,1)")
+    if d.dataset == "3dhp" and cfg.model.name in ("ktpformer", "hot_ktpformer") and "parents" not in cfg.model.overrides:
+        raise bad("model.overrides.parents", "KTPFormer's kinematic graph defaults to the Human3.6M skeleton; "
+                  "MPI-INF-3DHP's joints are in another order: give its 17 parents (model.overrides.parents=[...])")
     if d.dataset == "3dhp" and d.actions:
         raise bad("data.actions", "MPI-INF-3DHP sequences have no action names; select with data.train_subjects")
     for key, value, low in (("optim.lr", cfg.optim.lr, "> 0"), ("schedule.gamma", cfg.schedule.gamma, "> 0"),

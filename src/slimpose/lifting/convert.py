@@ -1,4 +1,4 @@
-"""Official 3-D lifting checkpoints -> slimpose lifters (``slimpose convert --from hot|mixste``).
+"""Official 3-D lifting checkpoints -> slimpose lifters (``slimpose convert --from hot|mixste|ktpformer``).
 
 The lifters keep the official state-dict keys (docs/lifting_models.md), so nothing is renamed; what differs
 is the file around them:
@@ -12,6 +12,9 @@ is the file around them:
   ``model_traj`` and ``random_state_semi`` (commented out in ``run.py``, present in VideoPose3D files) are
   known too. These entries are dropped by name and listed in the report; any other top-level entry is
   unexpected.
+* ``ktpformer`` (JihuaPeng/KTPFormer ``run_ktpformer.py``): the same file layout as ``mixste`` (``model_pos``
+  with ``module.``); the official code loads it with ``strict=False``, slimpose strictly (a released file with
+  stale keys needs ``--allow-partial``, which the report then lists).
 
 Files are read with ``torch.load(weights_only=True)``. A MixSTE file cannot be read that way as it is (the
 pickled ``RandomState``), so when the only globals the file names are numpy's RandomState / ndarray / dtype
@@ -273,8 +276,14 @@ def convert_lifting_state_dict(sd: dict[str, torch.Tensor], model: torch.nn.Modu
 
 
 def _hint(report: LiftingConversionReport, model_name: str, sd: dict[str, torch.Tensor]) -> str:
-    if model_name != "hot_mixste" and any(_HOT_ONLY.match(k) for k in report.unexpected):
-        return "\n(the file holds HoT's pruning / recovery tensors: a HoT-MixSTE checkpoint, use --model hot_mixste)"
+    ktp = any(k.startswith("kpattention.") for k in sd)
+    if not ktp and model_name in ("ktpformer", "hot_ktpformer") and sd:
+        return "\n(the file has no KTPFormer prior blocks (kpattention.*): a MixSTE / HoT checkpoint, use --model mixste)"
+    if ktp and model_name not in ("ktpformer", "hot_ktpformer"):
+        return "\n(the file holds KTPFormer's prior blocks (kpattention.*): use --from ktpformer --model ktpformer)"
+    if model_name not in ("hot_mixste", "hot_ktpformer") and any(_HOT_ONLY.match(k) for k in report.unexpected):
+        return ("\n(the file holds HoT's pruning / recovery tensors: a HoT checkpoint, use --model "
+                f"{'hot_ktpformer' if ktp else 'hot_mixste'})")
     if model_name == "hot_mixste" and not any(_HOT_ONLY.match(k) for k in sd) and sd:
         return ("\n(the file has no HoT tensors (pos_embed_token, x_token, cross_attention): a MixSTE or "
                 "TPC-MixSTE checkpoint, use --model mixste or tpc_mixste)")

@@ -187,13 +187,16 @@ def _intrinsics(intrinsics: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def solve_root_trajectory(x: torch.Tensor, keypoints_2d: torch.Tensor, intrinsics: Any,
-                          confidence: torch.Tensor | None = None) -> torch.Tensor:
+                          confidence: torch.Tensor | None = None, damping: float = 1e-8,
+                          prior_depth: float = 5.0) -> torch.Tensor:
     """The per-frame root translation ``(B, T, 3)`` that best places root-relative ``x`` on the 2-D keypoints.
 
     Closed form: with the pinhole part of the intrinsics, ``a = (u - c) / f`` and ``t = (tx, ty, tz)``, each
     joint gives ``tx - a_x tz = a_x Z - X`` and ``ty - a_y tz = a_y Z - Y``; the (confidence-weighted) linear
     least squares over the J joints is solved by its 3x3 normal equations. Exact for noise-free pinhole
-    keypoints; distortion is ignored in the solve. Differentiable in ``x``."""
+    keypoints; distortion is ignored in the solve. Differentiable in ``x``. ``damping`` adds a tiny ridge pulling
+    the root towards ``(0, 0, prior_depth)`` (metres), so that a frame whose joints all have zero confidence (or
+    only one has any) gets that prior instead of a singular system; it moves a well-posed solve by ~1e-8."""
     _check(x)
     if keypoints_2d.shape != x.shape[:-1] + (2,):
         raise ValueError(f"keypoints_2d must be {tuple(x.shape[:-1]) + (2,)}, got {tuple(keypoints_2d.shape)}")
@@ -208,6 +211,9 @@ def solve_root_trajectory(x: torch.Tensor, keypoints_2d: torch.Tensor, intrinsic
     wr = rows * w[..., None, None]
     ata = torch.einsum("btjki,btjkl->btil", wr, rows)
     atb = torch.einsum("btjki,btjk->bti", wr, rhs)
+    if damping > 0:
+        ata = ata + damping * torch.eye(3, dtype=x.dtype, device=x.device)
+        atb = atb + damping * x.new_tensor([0.0, 0.0, float(prior_depth)])
     return torch.linalg.solve(ata, atb)
 
 
@@ -301,11 +307,16 @@ EnergyFn = Callable[..., torch.Tensor]
 
 def energy_gradient(x: torch.Tensor, energy: EnergyFn, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(E(x), grad_x sum_b E(x)_b)``, both detached, computed under ``torch.enable_grad()`` on a detached copy
-    of ``x`` (so inside ``torch.no_grad()`` too); ``kwargs`` go to ``energy``. Per-sample energies are summed,
-    so each sample's gradient is its own energy's (independent of the batch size)."""
+    of ``x`` (so inside ``torch.no_grad()`` too); ``kwargs`` go to ``energy``. Per-sample energies
+    (``reduction="none"``, the default) are summed, so each sample's gradient is its own energy's, independent of
+    the batch size (a ``"mean"`` energy gives 1 / B of it). An energy that does not depend on ``x`` (every term
+    off, one frame for the temporal terms, reprojection without intrinsics) gives a zero gradient."""
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         e = energy(xg, **kwargs)
+        if not (torch.is_tensor(e) and e.requires_grad):
+            e = torch.as_tensor(e, dtype=x.dtype, device=x.device)
+            return e.detach(), torch.zeros_like(xg)
         (grad,) = torch.autograd.grad(e.sum(), xg, allow_unused=True)
     if grad is None:
         grad = torch.zeros_like(xg)

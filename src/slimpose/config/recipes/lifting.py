@@ -7,8 +7,9 @@
   TPC-MixSTE, seq2frame: every frame, its README's stride 1), flip augmentation and flip test. HoT's own
   epochs and batch are not in the reference: its recipe uses MixSTE's (the code it forks); so does H2OT's
   (``h2ot_mixste``: TPC, 121 / 61 / 31 of 243 frames before block pairs 2 / 3 / 4, TRA; unverified schedule).
-* ``ktpformer_h36m`` / ``hot_ktpformer_h36m``: KTPFormer's official training (AdamW 8e-5, 200 epochs, clips
-  every 128 frames, the rest as MixSTE's); HoT on KTPFormer is a slimpose composition trained the same way.
+* ``ktpformer_h36m`` / ``hot_ktpformer_h36m``: KTPFormer's official training (AdamW 8e-5, 200 epochs, 8 clips
+  of 243 frames per batch: ``-b 1024 -s 128``, its generator's ``batch_size // stride``; the rest as MixSTE's);
+  HoT on KTPFormer is a slimpose composition trained the same way.
 * ``mixste_3dhp``: MixSTE (dim 512, 8 + 8 blocks) on 27-frame clips of MPI-INF-3DHP (``--data-root`` holding
   P-STMO's ``data_train_3dhp.npz`` / ``data_test_3dhp.npz``), uniform joint weights, scored with MPJPE and the
   3DHP PCK / AUC on the valid test frames.
@@ -50,11 +51,12 @@ def _h36m(model: str) -> LiftConfig:
 
 def _ktpformer_h36m(model: str) -> LiftConfig:
     """KTPFormer's official training (``run_ktpformer.py``): AdamW 8e-5, weight decay 0.1, x0.99 per epoch,
-    200 epochs, clips every 128 frames (``-s 128``), 1024 frames = 4 clips per batch, drop path 0.1."""
+    200 epochs, drop path 0.1, non-overlapping 243-frame clips and ``-b 1024 -s 128``: its generator takes
+    ``batch_size // stride`` = 8 clips per batch (``-s`` divides the batch there; it is not a clip step)."""
     cfg = _h36m(model)
     cfg.optim.lr = 8e-5
     cfg.schedule.epochs = 200
-    cfg.data.stride = 128
+    cfg.data.batch_size = 8
     return cfg
 
 

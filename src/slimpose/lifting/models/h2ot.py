@@ -200,7 +200,7 @@ class H2OTMixSTE(MixSTE):
         alive: torch.Tensor | None = None   # absolute indices of the alive frames; None: every frame
         out: list[torch.Tensor] = []
         stage = 0
-        for i in range(1, self.depth):
+        for i in range(self.first_pair, self.depth):
             if stage < len(self.schedule) and i == self.schedule[stage][0]:
                 rel = None if given[stage] is None else self._relative(given[stage], alive, stage)
                 x, rel = self.pruners[stage](x, rel, poses=poses)

@@ -136,7 +136,7 @@ class TPCMixSTE(MixSTE):
     def forward_kept(self, x: torch.Tensor, index: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.forward_stem(x)
-        for i in range(1, self.depth):
+        for i in range(self.first_pair, self.depth):
             if i == self.layer_index:
                 x, index = self.pruner(x, index)
             x = self.forward_block(x, i)

@@ -78,13 +78,10 @@ def centred_clip(a: np.ndarray, t: int, clip: int, centre: int) -> np.ndarray:
 
 def mirror(x: np.ndarray, left: Sequence[int] = H36M_JOINTS_LEFT,
            right: Sequence[int] = H36M_JOINTS_RIGHT) -> np.ndarray:
-    """(..., J, C) keypoints or poses mirrored: x negated, left and right joints swapped (numpy twin of
-    ``slimpose.lifting.losses.flip_keypoints``)."""
-    out = x.copy()
-    out[..., 0] *= -1
-    lr, rl = list(left) + list(right), list(right) + list(left)
-    out[..., lr, :] = out[..., rl, :]
-    return out
+    """(..., J, C) keypoints or poses mirrored: ``slimpose.lifting.losses.flip_keypoints`` on a numpy array."""
+    from slimpose.lifting.losses import flip_keypoints
+
+    return flip_keypoints(torch.from_numpy(np.asarray(x)), left, right).numpy()
 
 
 class ClipDataset(Dataset):

@@ -34,7 +34,7 @@ from torch import nn
 from slimpose.lifting.models.hot import (
     _flat_names, _flatten_missing, _flatten_recovery, _nest_recovery, make_pruner, make_recovery,
 )
-from slimpose.lifting.models.mixste import MixSTE
+from slimpose.lifting.models.mixste import MixSTE, released_cfg
 from slimpose.lifting.models.pruning import TokenPruner, TokenRecovery, gather_frames
 
 # the default schedule, for the reference clip length and depth (MixSTE: 243 frames, 8 block pairs)
@@ -244,8 +244,7 @@ def h2ot_mixste(num_frames: int = 243, num_joints: int = 17, dim: int = 512, dep
     243-frame clip with TRA), scaled by ``scale_schedule`` to other ``num_frames`` / ``depth``; a given
     schedule is used as is. ``pruner``: ``"tpc"`` / ``"tps"`` / ``"tpa"`` / ``"tpmo"``, a factory or instances;
     ``recovery``: ``"tra"`` / ``"tri"`` or an instance; other overrides go to ``MixSTE``."""
-    cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
-    cfg.update(overrides)
+    cfg = released_cfg(**overrides)
     if schedule is None:
         schedule = scale_schedule(H2OT_SCHEDULE, num_frames, depth)
     return H2OTMixSTE(schedule, make_recovery(recovery, num_frames, dim, cfg["num_heads"], cfg["qkv_bias"]),

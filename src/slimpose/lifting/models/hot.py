@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimpose.lifting.models.mixste import MixSTE
+from slimpose.lifting.models.mixste import MixSTE, released_cfg
 from slimpose.lifting.models.pruning import (
     TPA, TPC, TPS, TRA, TRI, TPMo, TokenPruner, TokenRecovery, gather_frames,
 )
@@ -179,29 +179,34 @@ def make_recovery(recovery: str | TokenRecovery, num_frames: int, dim: int, num_
     raise ValueError(f"recovery must be one of {RECOVERIES} or a TokenRecovery, got {recovery!r}")
 
 
+def build_hot(cls: type, num_frames: int, num_joints: int, dim: int, depth: int, num_tokens: int, layer_index: int,
+              pruner: str | TokenPruner, recovery: str | TokenRecovery, **overrides) -> nn.Module:
+    """A ``HoTMixSTE`` subclass ``cls`` (HoT-MixSTE, HoT-KTPFormer) with its pruner and recovery built from names
+    or given, on the released trunk settings plus ``overrides``."""
+    cfg = released_cfg(**overrides)
+    return cls(make_pruner(pruner, num_tokens), make_recovery(recovery, num_frames, dim, cfg["num_heads"],
+                                                              cfg["qkv_bias"]),
+               layer_index=layer_index, num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth, **cfg)
+
+
 def hot_mixste(num_frames: int = 243, num_joints: int = 17, dim: int = 512, depth: int = 8,
                num_tokens: int = 81, layer_index: int = 3, pruner: str | TokenPruner = "tpc",
                recovery: str | TokenRecovery = "tra", **overrides) -> HoTMixSTE:
     """HoT-MixSTE as released (``--frames 243 --token_num 81 --layer_index 3``): TPC + TRA, 35,000,323
     parameters, 83.8 G linear-layer MACs per 243-frame clip. ``pruner`` / ``recovery``: ``"tpc"`` / ``"tps"`` /
     ``"tpa"`` / ``"tpmo"``, ``"tra"`` / ``"tri"`` or instances; other overrides go to ``MixSTE``."""
-    cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
-    cfg.update(overrides)
-    return HoTMixSTE(make_pruner(pruner, num_tokens),
-                     make_recovery(recovery, num_frames, dim, cfg["num_heads"], cfg["qkv_bias"]),
-                     layer_index=layer_index, num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth,
-                     **cfg)
+    return build_hot(HoTMixSTE, num_frames, num_joints, dim, depth, num_tokens, layer_index, pruner, recovery,
+                     **overrides)
 
 
 def tpc_mixste(num_frames: int = 243, num_joints: int = 17, dim: int = 512, depth: int = 8,
                num_tokens: int = 61, layer_index: int = 7, **overrides) -> TPCMixSTE:
     """TPC-MixSTE as in the HoT README (``--token_num 61 --layer_index 7``, seq2frame): 33,783,811 parameters
     (MixSTE's), 125.6 G linear-layer MACs per clip (= per output frame)."""
-    cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
-    cfg.update(overrides)
+    cfg = released_cfg(**overrides)
     return TPCMixSTE(num_tokens=num_tokens, layer_index=layer_index, num_frames=num_frames,
                      num_joints=num_joints, dim=dim, depth=depth, **cfg)
 
 
-__all__ = ["HoTMixSTE", "PRUNERS", "RECOVERIES", "TPCMixSTE", "hot_mixste", "make_pruner", "make_recovery",
+__all__ = ["HoTMixSTE", "PRUNERS", "RECOVERIES", "TPCMixSTE", "build_hot", "hot_mixste", "make_pruner", "make_recovery",
            "tpc_mixste"]

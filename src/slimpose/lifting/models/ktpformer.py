@@ -33,8 +33,8 @@ from torch import nn
 
 from slimpose.lifting.data.h36m import H36M_PARENTS
 from slimpose.lifting.models.graph import GraphConvBNReLU, StackedGraphLayers, chain_parents, graph_adjacency
-from slimpose.lifting.models.hot import HoTMixSTE, make_pruner, make_recovery
-from slimpose.lifting.models.mixste import MixSTE, drop_path_rates
+from slimpose.lifting.models.hot import HoTMixSTE, build_hot
+from slimpose.lifting.models.mixste import MixSTE, drop_path_rates, released_cfg
 from slimpose.lifting.models.pruning import TokenPruner, TokenRecovery
 from slimpose.models.transformer.blocks import Attention, DropPath, Mlp
 
@@ -139,9 +139,7 @@ def ktpformer(num_frames: int = 243, num_joints: int = 17, dim: int = 512, depth
               **overrides) -> KTPFormer:
     """KTPFormer as trained on Human3.6M (``run_ktpformer.py -f 243 -cs 512 -dep 7``, drop path 0.1). Overrides
     (``num_heads``, ``parents``, ``prior_attention``, ...) go to ``KTPFormer``."""
-    cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
-    cfg.update(overrides)
-    return KTPFormer(num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth, **cfg)
+    return KTPFormer(num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth, **released_cfg(**overrides))
 
 
 
@@ -158,12 +156,8 @@ def hot_ktpformer(num_frames: int = 243, num_joints: int = 17, dim: int = 512, d
     """HoT-KTPFormer: TPC keeps ``num_tokens`` (81 of 243) frames before KTPFormer pair ``layer_index`` (2: the
     prior pair and pairs 0, 1 run on every frame, 3 of the 8 pairs, as in HoT-MixSTE), TRA restores them.
     A slimpose composition (no official HoT-KTPFormer exists); the choice of 2 is documented there."""
-    cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
-    cfg.update(overrides)
-    return HoTKTPFormer(make_pruner(pruner, num_tokens),
-                        make_recovery(recovery, num_frames, dim, cfg["num_heads"], cfg["qkv_bias"]),
-                        layer_index=layer_index, num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth,
-                        **cfg)
+    return build_hot(HoTKTPFormer, num_frames, num_joints, dim, depth, num_tokens, layer_index, pruner, recovery,
+                     **overrides)
 
 
 __all__ = ["HoTKTPFormer", "KTPFormer", "PriorAttention", "PriorBlock", "hot_ktpformer", "kpa_block", "ktpformer",

@@ -139,13 +139,17 @@ class MixSTE(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def released_cfg(**overrides) -> dict:
+    """The trunk settings of the released MixSTE-family models (8 heads, MLP ratio 2, qkv bias, drop path 0.1),
+    with ``overrides`` applied: what every lifting factory starts from."""
+    return {"num_heads": 8, "mlp_ratio": 2.0, "qkv_bias": True, "drop_path_rate": 0.1, **overrides}
+
+
 def mixste(num_frames: int = 243, num_joints: int = 17, dim: int = 512, depth: int = 8, **overrides) -> MixSTE:
     """MixSTE as trained on Human3.6M (``run.py -f 243 -cs 512 -dep 8``): 33,783,811 parameters, 138.6 G
     linear-layer MACs per 243-frame clip. Overrides (``num_heads``, ``mlp_ratio``, ``drop_path_rate``, ...)
     go to ``MixSTE``."""
-    cfg = dict(num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1)
-    cfg.update(overrides)
-    return MixSTE(num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth, **cfg)
+    return MixSTE(num_frames=num_frames, num_joints=num_joints, dim=dim, depth=depth, **released_cfg(**overrides))
 
 
-__all__ = ["DropPath", "MixBlock", "MixSTE", "drop_path_rates", "mixste"]
+__all__ = ["DropPath", "MixBlock", "MixSTE", "drop_path_rates", "mixste", "released_cfg"]

@@ -159,12 +159,12 @@ def export_checkpoint(
         raise SlimposeInputError(f"{dst}: the output would overwrite the input checkpoint")
     from slimpose.api import read_weights
 
-    if (read_weights(src)[1].get("config") or {}).get("family") == "lifting":
-        return export_lifter_checkpoint(src, dst, fmt, decode_in_graph, opset)
+    sd, meta = read_weights(src)
+    if (meta.get("config") or {}).get("family") == "lifting":
+        return export_lifter_checkpoint(src, dst, fmt, decode_in_graph, opset, weights=(sd, meta))
     if fmt == "safetensors":
         from slimpose.engine.checkpoint import export_safetensors
 
-        sd, meta = read_weights(src)
         load(src)  # the weights must rebuild a slimpose model before they are shipped
         ckpt = {"model": sd, "model_name": meta.get("model_name", ""), "config": meta.get("config") or {}}
         export_safetensors(ckpt, dst)
@@ -176,7 +176,7 @@ def export_checkpoint(
 
 
 def export_lifter_checkpoint(src: Path, dst: Path, fmt: str, decode_in_graph: bool = False,
-                             opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+                             opset: int = DEFAULT_OPSET, weights: tuple[dict, dict] | None = None) -> dict[str, Any]:
     """A 3-D lifter's checkpoint (``config.family == 'lifting'``) to safetensors (weights + metadata, read back
     by ``slimpose.lifting.checkpoint.load_lifter``) or ONNX: input ``keypoints_2d`` (B, T, J, 2) normalised
     screen coordinates, output ``output`` (B, T, J, 3) root-relative metres (B, 1, J, 3 for seq2frame), dynamic
@@ -184,16 +184,16 @@ def export_lifter_checkpoint(src: Path, dst: Path, fmt: str, decode_in_graph: bo
     H2OT and TPC-MixSTE as released) are refused for ONNX: DPC-kNN's tie-breaking noise and near-ties do not
     export exactly. The uniform TPS pruner (with TRA or TRI) exports."""
     from slimpose.api import read_weights
-    from slimpose.lifting.checkpoint import load_lifter
+    from slimpose.lifting.checkpoint import lifter_from_weights
     from slimpose.lifting.models.pruning import TPS, TokenPruner
 
     if decode_in_graph:
         raise SlimposeInputError(f"{src}: --decode-in-graph is for 2-D heads; a lifter outputs its 3-D poses")
-    model, info = load_lifter(src)  # the weights must rebuild the lifter before they are shipped
+    sd, meta = weights if weights is not None else read_weights(src)
+    model, info = lifter_from_weights(sd, meta, str(src))  # the weights must rebuild the lifter before shipping
     if fmt == "safetensors":
         from slimpose.engine.checkpoint import export_safetensors
 
-        sd, meta = read_weights(src)
         export_safetensors({"model": sd, "model_name": info.model_name, "config": meta.get("config") or {}}, dst)
         return {"path": str(dst), "format": "safetensors", "tensors": len(sd)}
     chosen = [type(m).__name__ for m in model.modules() if isinstance(m, TokenPruner) and not isinstance(m, TPS)]

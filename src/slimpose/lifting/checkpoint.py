@@ -47,10 +47,16 @@ def lifting_model_section(config: Any, where: str) -> tuple[str, dict[str, Any]]
 def load_lifter(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, LifterInfo]:
     """The lifter of a checkpoint, in eval mode on ``device``, and its :class:`LifterInfo`."""
     from slimpose.api import read_weights
+
+    sd, meta = read_weights(path)
+    return lifter_from_weights(sd, meta, str(path), device)
+
+
+def lifter_from_weights(sd: dict[str, torch.Tensor], meta: dict[str, Any], where: str,
+                        device: str | torch.device = "cpu") -> tuple[nn.Module, LifterInfo]:
+    """``load_lifter`` on weights and metadata already read (``slimpose.api.read_weights``)."""
     from slimpose.lifting.models import create_lifter
 
-    where = str(path)
-    sd, meta = read_weights(path)
     name, overrides = lifting_model_section(meta.get("config"), where)
     try:
         model = create_lifter(name, **overrides)
@@ -66,4 +72,4 @@ def load_lifter(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return model.to(device).eval(), info
 
 
-__all__ = ["LifterInfo", "lifting_model_section", "load_lifter"]
+__all__ = ["LifterInfo", "lifter_from_weights", "lifting_model_section", "load_lifter"]

@@ -1,5 +1,5 @@
 """Video 3-D lifting evidence on a CPU budget: MixSTE vs HoT-MixSTE vs the H2OT variants vs KTPFormer (and HoT
-on it) on synthetic motion.
+on it) vs StarPose (with and without STPG) on synthetic motion.
 
     python benchmarks/lifting.py train --out benchmarks/results/lifting_synth3d --rows mixste,hot_tpc_tra
     python benchmarks/lifting.py speed --out benchmarks/results/lifting_synth3d
@@ -8,14 +8,16 @@ on it) on synthetic motion.
 ``train``: every row trains under one budget (the ``*_synth3d`` recipes' CPU-sized trunk: 27 frames, dim 64,
 4 + 4 blocks, 8 heads; the same synthetic sequences, epochs, batch, AdamW and schedule; one thread) and is
 scored on the synthetic test subjects (S9, S11, four cameras, every frame once, flip test on): MPJPE,
-P-MPJPE, N-MPJPE, MPJVE and the action-wise MPJPE, in millimetres. Each row is written to
+P-MPJPE, N-MPJPE, MPJVE, the acceleration error ACCEL and the action-wise MPJPE, in millimetres (StarPose's
+weights are scored a second time with the STPG guidance off: row ``starpose_nostpg``). Each row is written to
 ``OUT_runs/<row>.json`` as soon as it ends (a rerun skips finished rows, so rows can run in parallel
 processes); its trained weights stay in ``OUT_runs/<row>/last.pth``.
 
 ``speed``: params, linear-layer G MACs per clip (the papers' convention) and with the attention products, and
 the CPU latency of one 27-frame clip at batch 1 of every row's model, measured round-robin in one process
 (``measure_latencies_interleaved``: load changes hit all rows alike), as ratios to MixSTE. ``speed --full``:
-the same for the released sizes (243 frames, dim 512) of MixSTE, HoT-MixSTE and H2OT (``OUT_speed_full.json``).
+the same for the released sizes (243 frames, dim 512) of every model (``OUT_speed_full.json``). StarPose (both
+sizes) is counted and timed on a window with a full 27-frame history (its HPIM runs), with and without STPG.
 
 ``report`` gathers both into ``OUT.json``, ``OUT.md`` and ``OUT.png`` (MPJPE against G MACs per clip).
 
@@ -51,7 +53,11 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ktpformer": ("KTPFormer (KPA + TPA, then 3 pairs)", "ktpformer", dict(SYNTH_MODELS["ktpformer"])),
     "hot_ktpformer": ("HoT on KTPFormer: TPC 9 of 27 after 2 pairs, TRA", "hot_ktpformer",
                       dict(SYNTH_MODELS["hot_ktpformer"])),
+    "starpose": ("StarPose-S: autoregressive diffusion, HPIM, STPG (5 hypotheses, 5 DDIM steps)", "starpose_s",
+                 dict(SYNTH_MODELS["starpose_s"])),
 }
+#: rows scored a second time from the same weights with the STPG guidance off at sampling time
+UNGUIDED = {"starpose": ("StarPose-S without STPG (same weights, unguided sampling)", "starpose_nostpg")}
 
 
 #: the released sizes (243 frames, dim 512, 8 + 8 blocks), for ``speed --full``: counted and timed, not trained
@@ -62,7 +68,18 @@ FULL_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "h2ot_tps_tri": ("H2OT (TPS, TRI)", "h2ot_mixste", {"pruner": "tps", "recovery": "tri"}),
     "ktpformer": ("KTPFormer", "ktpformer", {}),
     "hot_ktpformer": ("HoT on KTPFormer (TPC 81 of 243 after 3 of 8 pairs, TRA)", "hot_ktpformer", {}),
+    "starpose": ("StarPose (MixSTE context, 27-frame history, 5 hypotheses x 5 DDIM steps, STPG)", "starpose", {}),
 }
+
+
+def report_rows() -> list[str]:
+    """Every row in table order, each unguided variant right after its trained row."""
+    out = []
+    for row in ROWS:
+        out.append(row)
+        if row in UNGUIDED:
+            out.append(UNGUIDED[row][1])
+    return out
 
 
 def row_config(args: argparse.Namespace, row: str) -> LiftConfig:
@@ -91,10 +108,41 @@ def run_name(row: str, seed: int) -> str:
 
 
 def build_row_model(row: str, full: bool = False):
+    """The row's lifter; an autoregressive one (StarPose) wrapped to run on a window with a full history (what
+    every window but a sequence's first costs), unguided for the ``UNGUIDED`` rows."""
     from slimpose.lifting.models import create_lifter
 
-    _, model, overrides = (FULL_ROWS if full else ROWS)[row]
-    return create_lifter(model, **overrides)
+    base = next((r for r, (_, name) in UNGUIDED.items() if name == row), row)
+    _, model, overrides = (FULL_ROWS if full else ROWS)[base]
+    lifter = create_lifter(model, **overrides)
+    if getattr(lifter, "autoregressive", False):
+        lifter.guidance = base == row
+        return WithHistory(lifter)
+    return lifter
+
+
+def WithHistory(lifter):
+    """``lifter`` called on a window with an L-frame history of zeros (its HPIM runs): the cost of a typical
+    autoregressive window, for ``count_flops`` and the latency rounds."""
+    import torch
+
+    class _WithHistory(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        @property
+        def input_spec(self):
+            return self.inner.input_spec
+
+        def counting(self):
+            return self.inner.counting()
+
+        def forward(self, x):
+            b, L, J = x.shape[0], self.inner.history, self.inner.num_joints
+            return self.inner(x, x.new_zeros(b, L, J, 2), x.new_zeros(b, L, J, 3))
+
+    return _WithHistory(lifter)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -115,6 +163,16 @@ def cmd_train(args: argparse.Namespace) -> None:
                   "train_s": time.perf_counter() - t0, "steps": loop.global_step,
                   "metrics": {k[4:]: v for k, v in summary.items() if k.startswith("val_")},
                   "train_loss": summary.get("train_loss"), "config": config_to_dict(cfg)}
+        if row in UNGUIDED:  # the same weights sampled without STPG
+            from slimpose.lifting.train import evaluate_lift_checkpoint
+
+            plain = copy.deepcopy(cfg)
+            plain.model.overrides["stpg"] = False
+            m = evaluate_lift_checkpoint(plain, Path(cfg.work_dir) / "last.pth", Path(cfg.work_dir) / "unguided")
+            label, name = UNGUIDED[row]
+            write_json_atomic(runs / f"{run_name(name, args.seed)}.json",
+                              {**result, "row": name, "label": label, "metrics": m,
+                               "overrides": plain.model.overrides}, indent=2)
         write_json_atomic(dst, result, indent=2)
         print(f"[lifting] {row}: MPJPE {result['metrics'].get('MPJPE'):.1f} mm in {result['train_s']:.0f} s",
               file=sys.stderr)
@@ -126,7 +184,7 @@ def cmd_speed(args: argparse.Namespace) -> None:
     from slimpose.engine.complexity import count_flops, count_params, measure_latencies_interleaved
 
     torch.set_num_threads(args.threads)
-    rows = list(FULL_ROWS) if args.full else args.rows.split(",")
+    rows = (list(FULL_ROWS) + ["starpose_nostpg"]) if args.full else args.rows.split(",")
     models = {row: build_row_model(row, args.full).eval() for row in rows}
     out: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "batch": 1,
                            "num_frames": next(iter(models.values())).input_spec.num_frames, "rows": {}}
@@ -155,14 +213,17 @@ def cmd_report(args: argparse.Namespace) -> None:
     speed_path = Path(f"{args.out}_speed.json")
     speed = load_json(speed_path, "speed results")["rows"] if speed_path.exists() else {}
     rows = []
-    for row in ROWS:
-        seeds = [load_json(p, "row result") for p in [runs / f"{row}.json"] + sorted(runs.glob(f"{row}_s*.json"))
+    for row in report_rows():
+        seeds = [load_json(p, "row result") for p in [runs / f"{row}.json"] + sorted(runs.glob(f"{row}_s[0-9]*.json"))
                  if p.exists()]
         if not seeds:
             continue
         r = {**seeds[0], **speed.get(row, {})}
-        keys = [k for k in seeds[0]["metrics"] if all(k in x["metrics"] for x in seeds)]
-        r["metrics"] = {k: sum(x["metrics"][k] for x in seeds) / len(seeds) for k in keys}
+        keys = dict.fromkeys(k for x in seeds for k in x["metrics"])
+        # a metric added later (ACCEL) is the mean of the seeds that have it; ``metric_seeds`` says how many
+        r["metrics"] = {k: sum(x["metrics"][k] for x in seeds if k in x["metrics"]) /
+                        sum(k in x["metrics"] for x in seeds) for k in keys}
+        r["metric_seeds"] = {k: sum(k in x["metrics"] for x in seeds) for k in keys}
         r["seeds"] = [{"seed": x.get("seed", 0), "MPJPE": x["metrics"]["MPJPE"]} for x in seeds]
         r["train_s"] = sum(x["train_s"] for x in seeds) / len(seeds)
         rows.append(r)
@@ -170,16 +231,19 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise SystemExit(f"no finished rows in {runs}")
     base = next((r for r in rows if r["row"] == "mixste"), None)
     lines = ["| row | params | G MACs / clip (linear) | vs MixSTE | CPU ms / clip | vs MixSTE | MPJPE | vs MixSTE | "
-             "MPJPE per seed | P-MPJPE | N-MPJPE | MPJVE | action-wise MPJPE | train s |", "|" + "---|" * 14]
+             "MPJPE per seed | P-MPJPE | N-MPJPE | MPJVE | ACCEL | action-wise MPJPE | train s |", "|" + "---|" * 15]
     for r in rows:
         m = r["metrics"]
+        accel = f"{m['ACCEL']:.2f}" if "ACCEL" in m else "-"
+        if "ACCEL" in m and r["metric_seeds"]["ACCEL"] < len(r["seeds"]):
+            accel += f" ({r['metric_seeds']['ACCEL']} seed)"
         d_mpjpe = f"{100 * (m['MPJPE'] / base['metrics']['MPJPE'] - 1):+.1f}%" if base else "-"
         lines.append(
             f"| {r['label']} | {r.get('params', 0) / 1e6:.3f} M | {r.get('gmacs_linear', float('nan')):.4f} | "
             f"{100 * (r.get('gmacs_vs_mixste', float('nan')) - 1):+.1f}% | {r.get('latency_ms', float('nan')):.2f} | "
             f"{100 * (r.get('latency_vs_mixste', float('nan')) - 1):+.1f}% | {m['MPJPE']:.1f} | {d_mpjpe} | "
             f"{' / '.join(format(x['MPJPE'], '.1f') for x in r['seeds'])} | "
-            f"{m['P-MPJPE']:.1f} | {m['N-MPJPE']:.1f} | {m.get('MPJVE', float('nan')):.2f} | "
+            f"{m['P-MPJPE']:.1f} | {m['N-MPJPE']:.1f} | {m.get('MPJVE', float('nan')):.2f} | {accel} | "
             f"{m.get('MPJPE_actionwise', float('nan')):.1f} | {r['train_s']:.0f} |")
     cfg = rows[0]["config"]
     head = (f"Synthetic motion ({cfg['data']['synthetic_sequences']} sequences of 243 frames, test S9 + S11, four "
@@ -197,7 +261,8 @@ def cmd_report(args: argparse.Namespace) -> None:
                   "| model | params | G MACs / clip (linear) | vs MixSTE | + attention | CPU s / clip | vs MixSTE |",
                   "|---|---|---|---|---|---|---|"]
         for row, r in full["rows"].items():
-            lines.append(f"| {FULL_ROWS[row][0]} | {r['params']:,} | {r['gmacs_linear']:.3f} | "
+            label = FULL_ROWS[row][0] if row in FULL_ROWS else "StarPose without STPG (unguided sampling)"
+            lines.append(f"| {label} | {r['params']:,} | {r['gmacs_linear']:.3f} | "
                          f"{100 * (r['gmacs_vs_mixste'] - 1):+.1f}% | {r['gmacs_with_attention']:.3f} | "
                          f"{r['latency_ms'] / 1000:.2f} | {100 * (r['latency_vs_mixste'] - 1):+.1f}% |")
     write_text_atomic(Path(f"{args.out}.md"), head + "\n\n" + "\n".join(lines) + "\n")
@@ -252,10 +317,14 @@ def cmd_draw(args: argparse.Namespace) -> None:
         if seq.camera_index == 0 and group not in seen:
             seen.add(group)
             seqs.append(seq)
+    from slimpose.lifting.evaluator import guidance_intrinsics
+
     preds = {}
-    for row in rows:
+    for row in rows:  # as the evaluator lifts and scores: with the camera for guidance, root-relative
         model, _ = load_lifter(runs / row / "last.pth")
-        preds[row] = [lift_sequence(model, s.keypoints_2d, flip_test=True) for s in seqs]
+        preds[row] = [lift_sequence(model, s.keypoints_2d, flip_test=True, intrinsics=guidance_intrinsics(model, s))
+                      for s in seqs]
+        preds[row] = [p - p[:, s.root_joint:s.root_joint + 1] for p, s in zip(preds[row], seqs)]
     cols = ["ground truth"] + rows
     fig = plt.figure(figsize=(2.2 * len(cols), 2.4 * len(seqs)))
     for i, seq in enumerate(seqs):
@@ -276,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=("train", "speed", "report", "draw"))
     p.add_argument("--out", required=True, help="results prefix (OUT.json / .md / .png, OUT_runs/, OUT_speed.json)")
-    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--rows", default=None, help="train: the rows (default all); speed: the rows and unguided "
+                   "variants (default all)")
     p.add_argument("--data-dir", default=None, help="synthetic motion folder (default OUT_data)")
     recipe = _synth("mixste")  # the *_synth3d recipes' budget by default
     p.add_argument("--sequences", type=int, default=recipe.data.synthetic_sequences)
@@ -289,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--full", action="store_true", help="speed: the released sizes (243 frames) instead of the rows")
     args = p.parse_args(argv)
+    if args.rows is None:
+        args.rows = ",".join(ROWS if args.command in ("train", "draw") else report_rows())
     {"train": cmd_train, "speed": cmd_speed, "report": cmd_report, "draw": cmd_draw}[args.command](args)
 
 

@@ -68,7 +68,8 @@ def test_input_spec_and_wrong_input_refused():
 
 
 def test_lifter_index():
-    assert set(LIFTERS) == {"mixste", "hot_mixste", "tpc_mixste", "h2ot_mixste", "ktpformer", "hot_ktpformer"}
+    assert set(LIFTERS) == {"mixste", "hot_mixste", "tpc_mixste", "h2ot_mixste", "ktpformer", "hot_ktpformer",
+                            "starpose", "starpose_s"}
     assert isinstance(create_lifter("hot_mixste", **SMALL, num_tokens=9), HoTMixSTE)
     with pytest.raises(SlimposeInputError, match="mixste"):
         create_lifter("posformer")

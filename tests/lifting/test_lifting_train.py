@@ -99,6 +99,8 @@ def test_lift_config_round_trip_and_errors(tmp_path):
         apply_overrides(cfg, ["model.name=tokenpose_s_v1"])
     with pytest.raises(SlimposeInputError, match="data.dataset"):
         apply_overrides(cfg, ["data.dataset=coco"])
+    with pytest.raises(SlimposeInputError, match="optim.loss_spike"):
+        apply_overrides(cfg, ["optim.loss_spike=-1"])
 
 
 def _tiny_cfg(tmp_path, model: str = "mixste", **extra) -> LiftConfig:
@@ -154,7 +156,10 @@ def test_train_resume_and_evaluate_a_tiny_lifter(tmp_path):
                                          ("tpc_mixste", {"num_tokens": 3, "layer_index": 1}),
                                          ("h2ot_mixste", {"depth": 3, "schedule": [[1, 5], [2, 3]],
                                                           "pruner": "tpmo"}),
-                                         ("ktpformer", {}), ("hot_ktpformer", {"num_tokens": 3, "layer_index": 1})])
+                                         ("ktpformer", {}), ("hot_ktpformer", {"num_tokens": 3, "layer_index": 1}),
+                                         ("starpose_s", {"context_dim": 16, "context_depth": 1, "context_heads": 2,
+                                                         "history": 3, "hpim_heads": 2, "hypotheses": 2,
+                                                         "sampling_steps": 2, "timesteps": 10})])
 def test_pruned_lifters_train(tmp_path, model, extra):
     from slimpose.lifting.train import build_lift_trainer
 

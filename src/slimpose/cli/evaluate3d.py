@@ -6,7 +6,7 @@ unicode array of Human3.6M action names); the ground truth may also hold ``valid
 valid-frame mask, used by ``--metric 3dhp``). Where both files hold ``sequence`` or ``action`` they must
 agree. Poses are made root-relative (joint 0; joint 14 for ``--metric 3dhp``) before scoring.
 
-``--metric h36m`` (default): MPJPE, P-MPJPE, N-MPJPE, MPJVE (VideoPose3D ``common/loss.py``) and, with
+``--metric h36m`` (default): MPJPE, P-MPJPE, N-MPJPE, MPJVE (VideoPose3D ``common/loss.py``), the acceleration error and, with
 actions, the action-wise protocol. ``--metric 3dhp``: PCK@150 mm and AUC (0:5:150 mm) on the 14
 MPI-INF-3DHP joints and MPJPE, over the valid frames. Definitions: ``docs/lifting.md``.
 """
@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"P-MPJPE (P2): {_fmt(report['P-MPJPE'])} mm")
     print(f"N-MPJPE (P3): {_fmt(report['N-MPJPE'])} mm")
     print(f"MPJVE       : {_fmt(report['MPJVE'])} mm")
+    print(f"ACCEL       : {_fmt(report['ACCEL'])} mm/frame^2")
     actions = report.get("actions")
     if actions:
         cols = ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE")

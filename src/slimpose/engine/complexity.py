@@ -103,10 +103,13 @@ def count_flops(
 
     Returns ``conv``, ``linear``, ``attention``, ``other`` (any other counted op), ``gflops`` (conv +
     linear) and ``gflops_with_attention`` (conv + linear + attention), all in G MACs, plus ``per_op``.
+    A model with a ``counting()`` context manager runs inside it (StarPose: its sampling without the guidance
+    gradients, which autograd cannot take under the counter).
     """
     x = _example(model, input_size, batch, _model_device(model))
     counter = FlopCounterMode(display=False, custom_mapping=_custom_flop_mapping())
-    with _eval_mode(model), torch.inference_mode(), counter:
+    counting = model.counting() if hasattr(model, "counting") else contextlib.nullcontext()
+    with _eval_mode(model), counting, torch.inference_mode(), counter:
         model(x)
     counts = counter.get_flop_counts()
     per_op = _by_name(counts["Global"])

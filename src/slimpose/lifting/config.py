@@ -138,14 +138,19 @@ def validate_lift_config(cfg: LiftConfig, where: str = "config") -> LiftConfig:
     if d.dataset == "3dhp" and tuple(weights) == tuple(MIXSTE_JOINT_WEIGHTS):
         raise bad("loss.joint_weights", "these are MixSTE's weights in the Human3.6M joint order; MPI-INF-3DHP's "
                   "joints are in another order (the mixste_3dhp recipe uses uniform weights: 1,1,...,1)")
-    if d.dataset == "3dhp" and cfg.model.name in ("ktpformer", "hot_ktpformer") and "parents" not in cfg.model.overrides:
-        raise bad("model.overrides.parents", "KTPFormer's kinematic graph defaults to the Human3.6M skeleton; "
+    graph_models = ("ktpformer", "hot_ktpformer", "starpose", "starpose_s")
+    if d.dataset == "3dhp" and cfg.model.name in graph_models and "parents" not in cfg.model.overrides:
+        raise bad("model.overrides.parents", f"{cfg.model.name}'s skeleton graph defaults to the Human3.6M one; "
                   "MPI-INF-3DHP's joints are in another order: give its 17 parents (model.overrides.parents=[...])")
+    if d.dataset == "3dhp" and cfg.model.name.startswith("starpose") and not {"left", "right"} <= set(cfg.model.overrides):
+        raise bad("model.overrides.left", "StarPose's STPG symmetry pairs default to the Human3.6M left / right joints; "
+                  "give MPI-INF-3DHP's (model.overrides.left=[...], model.overrides.right=[...])")
     if d.dataset == "3dhp" and d.actions:
         raise bad("data.actions", "MPI-INF-3DHP sequences have no action names; select with data.train_subjects")
     for key, value, low in (("optim.lr", cfg.optim.lr, "> 0"), ("schedule.gamma", cfg.schedule.gamma, "> 0"),
                             ("optim.weight_decay", cfg.optim.weight_decay, ">= 0"),
                             ("optim.grad_clip", cfg.optim.grad_clip, ">= 0"),
+                            ("optim.loss_spike", cfg.optim.loss_spike, ">= 0"),
                             ("schedule.warmup_iters", cfg.schedule.warmup_iters, ">= 0")):
         if not math.isfinite(value) or (value <= 0 if low == "> 0" else value < 0):
             raise bad(key, f"must be {low}, got {value}")

@@ -3,7 +3,7 @@
 ``LiftEvaluator.run(task)`` is what the training loop's ``EvalHook`` calls (the same contract as the 2-D
 ``slimpose.engine.evaluator.Evaluator``): each sequence is lifted by ``lift_sequence`` (windows of the model's
 clip length tiling the sequence, optional flip test), every frame is scored once, root-relative, with the
-metrics of ``slimpose.lifting.metrics``: MPJPE, P-MPJPE, N-MPJPE, MPJVE (per sequence) and their action-wise
+metrics of ``slimpose.lifting.metrics``: MPJPE, P-MPJPE, N-MPJPE, MPJVE and the acceleration error ACCEL (per sequence) and their action-wise
 means (``MPJPE_actionwise``, ...: the Human3.6M protocol, mean over action groups); with ``pck`` (MPI-INF-3DHP)
 also ``PCK`` (150 mm) and ``AUC`` on its 14 joints. Poses are made relative to each sequence's root joint;
 sequences with a ``valid`` mask are scored on their valid frames only (MPJVE within each run of consecutive
@@ -42,6 +42,15 @@ def sequence_name(seq: Sequence3D) -> str:
     return f"{seq.subject}/{seq.action}/{seq.camera_index}"
 
 
+def guidance_intrinsics(model: torch.nn.Module, seq: Sequence3D) -> np.ndarray | None:
+    """The sequence's camera intrinsics when the lifter guides its sampling with a reprojection term (StarPose's
+    STPG with ``lambda_p > 0``), else ``None``."""
+    energy = getattr(model, "energy", None)
+    if energy is None or not energy.weights.get("reprojection") or seq.camera is None:
+        return None
+    return np.asarray(seq.camera.intrinsic, np.float32)
+
+
 class LiftEvaluator:
     """Scores a lifter on ``sequences`` (each rank lifts its share; rank 0 scores, every rank gets the numbers)."""
 
@@ -78,7 +87,7 @@ class LiftEvaluator:
                 seq2frame = model_output_frames(model, self.device) == 1 < model.input_spec.num_frames
                 return [lift_sequence(model, s.keypoints_2d, flip_test=self.flip_test, batch_size=self.batch_size,
                                       left=self.layout.left, right=self.layout.right, device=self.device,
-                                      seq2frame=seq2frame) for s in seqs]
+                                      seq2frame=seq2frame, intrinsics=guidance_intrinsics(model, s)) for s in seqs]
         finally:
             model.train(was_training)
 
@@ -96,7 +105,7 @@ class LiftEvaluator:
                                 for s, k in zip(self.sequences, keep)])
         actions = np.concatenate([[s.action] * int(k.sum()) for s, k in zip(self.sequences, keep)])
         res = evaluate_poses_3d(pred, gt, sequence=names, action=actions)
-        metrics = {k: float(res[k]) for k in ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE") if res[k] is not None}
+        metrics = {k: float(res[k]) for k in ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE", "ACCEL") if res[k] is not None}
         for k in ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE"):
             if res["actions"].get(k) is not None:
                 metrics[f"{k}_actionwise"] = float(res["actions"][k])
@@ -126,4 +135,4 @@ class LiftEvaluator:
         return broadcast_object(metrics)
 
 
-__all__ = ["LiftEvaluator", "LiftMetric", "sequence_name"]
+__all__ = ["LiftEvaluator", "LiftMetric", "guidance_intrinsics", "sequence_name"]

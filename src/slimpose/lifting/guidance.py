@@ -310,9 +310,12 @@ def energy_gradient(x: torch.Tensor, energy: EnergyFn, **kwargs: Any) -> tuple[t
     of ``x`` (so inside ``torch.no_grad()`` too); ``kwargs`` go to ``energy``. Per-sample energies
     (``reduction="none"``, the default) are summed, so each sample's gradient is its own energy's, independent of
     the batch size (a ``"mean"`` energy gives 1 / B of it). An energy that does not depend on ``x`` (every term
-    off, one frame for the temporal terms, reprojection without intrinsics) gives a zero gradient."""
-    with torch.enable_grad():
+    off, one frame for the temporal terms, reprojection without intrinsics) gives a zero gradient. Under
+    ``torch.inference_mode()`` the gradient is taken on copies made outside it (inference tensors take no part
+    in autograd)."""
+    with torch.inference_mode(False), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
+        kwargs = {k: v.clone() if torch.is_tensor(v) and v.is_inference() else v for k, v in kwargs.items()}
         e = energy(xg, **kwargs)
         if not (torch.is_tensor(e) and e.requires_grad):
             e = torch.as_tensor(e, dtype=x.dtype, device=x.device)

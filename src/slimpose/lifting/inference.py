@@ -15,19 +15,27 @@ into clips as MixSTE's evaluation (``run.py: eval_data_prepare``) cuts it:
 
 With ``flip_test`` every clip's prediction is the mean of the plain and the un-flipped prediction of the
 mirrored clip (:func:`slimpose.lifting.losses.flip_test`).
+
+An **autoregressive** lifter (``model.autoregressive``: StarPose) lifts the seq2seq windows in order, one at a
+time, each conditioned on the ``model.history`` (L) frames before it: their 2-D keypoints and the 3-D poses
+already predicted for them (:func:`slimpose.lifting.data.clips.history_window`: the first frame repeated when
+fewer than L frames precede the window; the first window has no history). The flip test mirrors the window
+and its history together; ``intrinsics`` (``[fx, fy, cx, cy, ...]`` normalised, ``Camera.intrinsic``) go to the
+model for its reprojection guidance (``cx`` negated for the mirrored pass).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from slimpose.lifting.data.clips import clip_starts, take_clip
+from slimpose.lifting.data.clips import clip_starts, history_window, take_clip
 from slimpose.lifting.data.h36m import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from slimpose.lifting.losses import flip_keypoints
 from slimpose.lifting.losses import flip_test as _flip_test
 
 __all__ = ["lift_sequence", "seq2seq_window_starts", "model_output_frames"]
@@ -70,6 +78,7 @@ def lift_sequence(
     device: str | torch.device | None = None,
     seq2frame: bool | None = None,
     progress: bool = False,
+    intrinsics: np.ndarray | Sequence[float] | None = None,
 ) -> np.ndarray:
     """3-D poses (T, J, 3) float32, as the model predicts them (root-relative, the training data's unit),
     for a (T, J, 2) sequence of normalised screen coordinates, any T >= 1 (see the module docstring).
@@ -77,6 +86,7 @@ def lift_sequence(
     ``seq2frame``: ``None`` asks the model (one forward pass: does it return 1 frame or F?). ``device``:
     ``None`` is the model's own. The model runs in eval mode under ``torch.no_grad()``; its training flag
     is restored afterwards. ``progress`` shows a tqdm bar over the batches (on stderr, when it is a tty).
+    ``intrinsics``: only for an autoregressive lifter (module docstring).
     """
     spec = model.input_spec
     window, joints = int(spec.num_frames), int(spec.num_joints)
@@ -93,6 +103,10 @@ def lift_sequence(
     was_training = model.training
     model.eval()
     try:
+        if getattr(model, "autoregressive", False):
+            return _lift_autoregressive(model, x, flip_test, left, right, device, progress, intrinsics)
+        if intrinsics is not None:
+            raise ValueError("lift_sequence: intrinsics are only used by an autoregressive lifter")
         if seq2frame is None:
             seq2frame = window > 1 and model_output_frames(model, device) == 1
         num = x.shape[0]
@@ -132,3 +146,36 @@ def lift_sequence(
         return out
     finally:
         model.train(was_training)
+
+
+def _lift_autoregressive(model: nn.Module, x: np.ndarray, flip: bool, left: Sequence[int], right: Sequence[int],
+                         device: torch.device, progress: bool, intrinsics: Any) -> np.ndarray:
+    """The windows of ``x`` in order, each with the history of its predicted frames (module docstring)."""
+    window, num, length = int(model.input_spec.num_frames), x.shape[0], int(model.history)
+    padded = x if num >= window else take_clip(x, 0, window)
+    out = np.zeros((max(num, window), x.shape[1], 3), dtype=np.float32)
+    k = k_flip = None
+    if intrinsics is not None:
+        k = torch.as_tensor(np.asarray(intrinsics, np.float32), device=device)
+        k_flip = k.clone()
+        k_flip[2] = -k_flip[2]
+    mirror = lambda a: flip_keypoints(a, left, right)  # noqa: E731
+    starts = seq2seq_window_starts(num, window)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="lift", unit="window", dynamic_ncols=True, disable=None, file=sys.stderr)
+    with torch.no_grad():
+        for s in starts:
+            clip = torch.from_numpy(np.ascontiguousarray(padded[s:s + window]))[None].to(device)
+            h2 = h3 = None
+            if s > 0:
+                a2, a3 = history_window(padded, out, s, length)
+                h2, h3 = (torch.from_numpy(np.ascontiguousarray(a))[None].to(device) for a in (a2, a3))
+            pred = model(clip, h2, h3, intrinsics=k)
+            if flip:
+                flipped = model(mirror(clip), None if h2 is None else mirror(h2), None if h3 is None else mirror(h3),
+                                intrinsics=k_flip)
+                pred = (pred + mirror(flipped)) * 0.5
+            out[s:s + window] = pred[0].float().cpu().numpy()
+    return out[:num]

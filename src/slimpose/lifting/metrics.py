@@ -24,7 +24,7 @@ import numpy as np
 __all__ = [
     "H36M_ACTIONS", "H36M_ACTION_RENAMES", "MPI_INF_3DHP_ROOT", "MPI_INF_3DHP_PCK_JOINTS",
     "MPI_INF_3DHP_PCK_THRESHOLD", "MPI_INF_3DHP_AUC_THRESHOLDS",
-    "root_relative", "joint_errors", "mpjpe", "procrustes_align", "p_mpjpe", "n_mpjpe", "mpjve",
+    "root_relative", "joint_errors", "mpjpe", "procrustes_align", "p_mpjpe", "n_mpjpe", "mpjve", "acceleration_error",
     "pck3d", "auc3d", "action_group", "action_groups", "actionwise", "evaluate_poses_3d", "evaluate_3dhp",
 ]
 
@@ -160,20 +160,23 @@ def n_mpjpe(pred: Any, gt: Any, *, per_frame: bool = False) -> float | np.ndarra
     return e if per_frame else _mean(e)
 
 
-def _sequence_velocity_errors(pred: np.ndarray, gt: np.ndarray, sequence: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per sequence (with >= 2 frames): VideoPose3D's ``mean_velocity_error`` and the frame count."""
+def _sequence_velocity_errors(pred: np.ndarray, gt: np.ndarray, sequence: Any,
+                              order: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per sequence (with > ``order`` frames): the mean over its ``order``-th time differences and joints of
+    ``||d pred - d gt||`` (order 1: VideoPose3D's ``mean_velocity_error``; 2: the acceleration error) and the
+    frame count."""
     n = pred.shape[0]
     if sequence is None:
         inverse = np.zeros(n, dtype=np.int64)
     else:
         _, inverse = np.unique(_labels(sequence, n, "sequence"), return_inverse=True)
         inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")  # frames of one id together, in their array order
-    ids = inverse[order]
-    same = ids[1:] == ids[:-1]  # consecutive frames of one sequence
-    dv = np.diff(pred[order], axis=0) - np.diff(gt[order], axis=0)
+    order_idx = np.argsort(inverse, kind="stable")  # frames of one id together, in their array order
+    ids = inverse[order_idx]
+    same = ids[order:] == ids[:-order] if n > order else np.zeros(0, bool)  # windows inside one sequence
+    dv = np.diff(pred[order_idx], n=order, axis=0) - np.diff(gt[order_idx], n=order, axis=0)
     pair_err = np.linalg.norm(dv, axis=-1).mean(axis=1)[same]
-    pair_seq = ids[1:][same]
+    pair_seq = ids[order:][same]
     num_seq = int(ids.max()) + 1
     pairs = np.bincount(pair_seq, minlength=num_seq)
     sums = np.bincount(pair_seq, weights=pair_err, minlength=num_seq)
@@ -196,6 +199,18 @@ def mpjve(pred: Any, gt: Any, sequence: Any = None) -> float:
     errs, frames = _sequence_velocity_errors(p, g, sequence)
     if errs.size == 0:
         raise ValueError("MPJVE needs a sequence of at least 2 frames")
+    return float(np.sum(errs * frames) / np.sum(frames))
+
+
+def acceleration_error(pred: Any, gt: Any, sequence: Any = None) -> float:
+    """Acceleration error: mean per-joint ``||(p_{t+1} - 2 p_t + p_{t-1}) - (g_{t+1} - 2 g_t + g_{t-1})||`` inside
+    each sequence (the second-difference error of HMMR / VIBE, the "ACC-ERR" StarPose reports), in the poses'
+    unit per frame^2; sequences pooled and ``sequence`` as :func:`mpjve`. ValueError when no sequence has 3
+    frames."""
+    p, g = _pair(pred, gt)
+    errs, frames = _sequence_velocity_errors(p, g, sequence, order=2)
+    if errs.size == 0:
+        raise ValueError("the acceleration error needs a sequence of at least 3 frames")
     return float(np.sum(errs * frames) / np.sum(frames))
 
 
@@ -286,8 +301,8 @@ def actionwise(errors: Any, actions: Any) -> tuple[dict[str, float], float]:
 
 
 # ----------------------------------------------------------------------------------------- summaries
-def _mpjve_or_none(pred: np.ndarray, gt: np.ndarray, sequence: Any) -> float | None:
-    errs, frames = _sequence_velocity_errors(pred, gt, sequence)
+def _mpjve_or_none(pred: np.ndarray, gt: np.ndarray, sequence: Any, order: int = 1) -> float | None:
+    errs, frames = _sequence_velocity_errors(pred, gt, sequence, order)
     return float(np.sum(errs * frames) / np.sum(frames)) if errs.size else None
 
 
@@ -295,7 +310,8 @@ def evaluate_poses_3d(pred: Any, gt: Any, sequence: Any = None, action: Any = No
     """Every Human3.6M metric of ``pred`` against ``gt`` (both ``(N, J, 3)``, already root-relative).
 
     Returns ``MPJPE``, ``P-MPJPE``, ``N-MPJPE``, ``MPJVE`` (``None`` when no sequence has 2 frames; without
-    ``sequence`` the N frames are one sequence), ``num_frames``, ``num_joints`` (and ``num_sequences``).
+    ``sequence`` the N frames are one sequence), ``ACCEL`` (:func:`acceleration_error`, ``None`` without a
+    3-frame sequence), ``num_frames``, ``num_joints`` (and ``num_sequences``).
     With ``action`` (N,) also ``actions``: ``groups`` (per action group: ``frames``, ``MPJPE``,
     ``P-MPJPE``, ``N-MPJPE``, ``MPJVE`` when ``sequence`` is given), ``num_groups`` and the action-wise
     means of each metric (``MPJVE`` only when every group has one), as VideoPose3D ``run_evaluation``.
@@ -305,7 +321,8 @@ def evaluate_poses_3d(pred: Any, gt: Any, sequence: Any = None, action: Any = No
     seq = None if sequence is None else _labels(sequence, n, "sequence")
     e1, e2, e3 = mpjpe(p, g, per_frame=True), p_mpjpe(p, g, per_frame=True), n_mpjpe(p, g, per_frame=True)
     out: dict[str, Any] = {"MPJPE": _mean(e1), "P-MPJPE": _mean(e2), "N-MPJPE": _mean(e3),
-                           "MPJVE": _mpjve_or_none(p, g, seq), "num_frames": n, "num_joints": p.shape[1]}
+                           "MPJVE": _mpjve_or_none(p, g, seq), "ACCEL": _mpjve_or_none(p, g, seq, order=2),
+                           "num_frames": n, "num_joints": p.shape[1]}
     if seq is not None:
         out["num_sequences"] = int(np.unique(seq).size)
     if action is None:

@@ -15,7 +15,10 @@ from slimpose.lifting.models.pruning import gather_frames
 class LiftingTask(nn.Module):
     """``model`` (B, F, J, 2) -> (B, F, J, 3), scored by ``loss`` against ``batch["poses_3d"]`` (metres,
     root-relative). A seq2frame model with ``forward_kept`` (TPC-MixSTE) is trained on the poses of the frames
-    it keeps, against the targets of those frames (HoT ``tpc_mixste``: ``out_target[batch_ind, index]``)."""
+    it keeps, against the targets of those frames (HoT ``tpc_mixste``: ``out_target[batch_ind, index]``). A
+    diffusion lifter (StarPose) gives its own training prediction from the whole batch
+    (``training_prediction(batch) -> (pred, target)``: the clean poses predicted from one noisy step) and may
+    add a regulariser (``training_regulariser(pred, batch) -> (loss, logs)``)."""
 
     def __init__(self, model: nn.Module, loss: LiftingLoss | None = None) -> None:
         super().__init__()
@@ -30,8 +33,15 @@ class LiftingTask(nn.Module):
         return self.model(keypoints_2d), target
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        pred, target = self.predict_train(batch["keypoints_2d"], batch["poses_3d"])
+        if hasattr(self.model, "training_prediction"):
+            pred, target = self.model.training_prediction(batch)
+        else:
+            pred, target = self.predict_train(batch["keypoints_2d"], batch["poses_3d"])
         loss, logs = self.loss(pred, target)
+        if hasattr(self.model, "training_regulariser"):
+            extra, extra_logs = self.model.training_regulariser(pred, batch)
+            loss = loss + extra
+            logs.update(extra_logs)
         with torch.no_grad():
             logs["mpjpe_mm"] = (pred - target).norm(dim=-1).mean() * 1000.0
         return loss, logs

@@ -61,8 +61,25 @@ def _check_joints(model: nn.Module, sequences: Any, where: str) -> None:
         raise SlimposeInputError(f"{where}: {bad.subject}/{bad.action} has {bad.num_joints} joints, the lifter {j}")
 
 
-def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistInfo | None = None) -> TrainLoop:
-    """The training loop of a lifting config (``slimpose train mixste_synth3d``); ``resume`` as
+def fit_prior(model: nn.Module, sequences: Any, cfg: LiftConfig) -> None:
+    """Fit a diffusion lifter's pose prior (StarPose's GMM) on the training poses, mirrored ones included when
+    the clips are mirrored, unless it is fitted already (loaded weights; a resumed run restores it anyway)."""
+    if not hasattr(model, "fit_prior") or bool(model.prior.fitted):
+        return
+    import numpy as np
+
+    from slimpose.lifting.data.clips import mirror
+
+    poses = np.concatenate([s.poses_3d for s in sequences])
+    if cfg.data.flip_aug:
+        layout = joint_layout(cfg)
+        poses = np.concatenate([poses, mirror(poses, layout.left, layout.right)])
+    model.fit_prior(torch.from_numpy(np.ascontiguousarray(poses, np.float32)), seed=cfg.seed)
+
+
+def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistInfo | None = None,
+                       overwrite: bool = False) -> TrainLoop:
+    """The training loop of a lifting config (``slimpose train mixste_synth3d``); ``resume`` and ``overwrite`` as
     ``build_trainer``'s."""
     cfg = validate_lift_config(cfg)
     with torch.device("meta"):  # a bad model / loss setting fails here, before anything is written
@@ -72,13 +89,20 @@ def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistIn
     task = build_lifting_task(cfg)
     train_seqs = load_sequences(cfg, "train")
     _check_joints(task.model, train_seqs, cfg.data.data_root)
+    fit_prior(task.model, train_seqs, cfg)
     task, train_task = wrap_task(cfg, task, dist)
-    centre = getattr(task.model, "center", None) if hasattr(task.model, "forward_kept") else None  # seq2frame
-    clips = ClipDataset(train_seqs, task.model.input_spec.num_frames, cfg.data.stride, cfg.data.flip_aug,
-                        seed=cfg.seed, subset=cfg.data.train_subset, layout=joint_layout(cfg), centre=centre)
+    model = task.model
+    centre = getattr(model, "center", None) if hasattr(model, "forward_kept") else None  # seq2frame
+    history = int(getattr(model, "history", 0)) if getattr(model, "autoregressive", False) else 0
+    energy = getattr(model, "energy", None)
+    intrinsics = bool(energy is not None and energy.weights["reprojection"] and getattr(model, "stpg_train_weight", 0)
+                      and all(s.camera is not None for s in train_seqs))
+    clips = ClipDataset(train_seqs, model.input_spec.num_frames, cfg.data.stride, cfg.data.flip_aug,
+                        seed=cfg.seed, subset=cfg.data.train_subset, layout=joint_layout(cfg), centre=centre,
+                        history=history, intrinsics=intrinsics)
     train_loader = builders.build_train_loader(cfg, clips, dist)
     evaluator = build_lift_evaluator(cfg, dist, work_dir)
-    return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume)
+    return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume, overwrite=overwrite)
 
 
 def evaluate_lift_checkpoint(cfg: LiftConfig, checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -99,5 +123,5 @@ def evaluate_lift_checkpoint(cfg: LiftConfig, checkpoint: str | os.PathLike, out
             cleanup_distributed(dist)
 
 
-__all__ = ["build_lift_evaluator", "build_lift_trainer", "build_lifter", "build_lifting_task",
+__all__ = ["build_lift_evaluator", "fit_prior", "build_lift_trainer", "build_lifter", "build_lifting_task",
            "evaluate_lift_checkpoint"]

@@ -10,6 +10,8 @@
 * ``ktpformer_h36m`` / ``hot_ktpformer_h36m``: KTPFormer's official training (AdamW 8e-5, 200 epochs, 8 clips
   of 243 frames per batch: ``-b 1024 -s 128``, its generator's ``batch_size // stride``; the rest as MixSTE's);
   HoT on KTPFormer is a slimpose composition trained the same way.
+* ``starpose_h36m``: StarPose (a full-size MixSTE context, K = 50, 5 DDIM steps, 5 hypotheses) with its reported
+  optimiser (Adam 1e-4, 50 epochs); MixSTE's batch and loss on the predicted clean poses (docs/lifting_models.md).
 * ``mixste_3dhp``: MixSTE (dim 512, 8 + 8 blocks) on 27-frame clips of MPI-INF-3DHP (``--data-root`` holding
   P-STMO's ``data_train_3dhp.npz`` / ``data_test_3dhp.npz``), uniform joint weights, scored with MPJPE and the
   3DHP PCK / AUC on the valid test frames.
@@ -18,7 +20,8 @@
   and 3: its default schedule scaled) on slimpose's synthetic motion (written to
   ``data/synth3d`` on first use: 35 sequences of 243 frames, every subject performing every motion kind once,
   four cameras, detector-like 2-D noise), AdamW 1e-3, weight decay 0.1, x0.95 per epoch, 16 clips per batch,
-  non-overlapping 27-frame clips, 12 epochs: the budget of ``benchmarks/lifting.py``.
+  non-overlapping 27-frame clips, 12 epochs: the budget of ``benchmarks/lifting.py``. ``starpose_s_synth3d``:
+  StarPose's CPU size (``starpose_s``) on the same budget.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ SYNTH_MODELS: dict[str, dict] = {
     # KTPFormer: the prior pair + 3 MixSTE pairs = 4 pairs, as the others; HoT on it prunes after 2 of the 4
     "ktpformer": dict(num_frames=27, dim=64, depth=3),
     "hot_ktpformer": dict(num_frames=27, dim=64, depth=3, num_tokens=9, layer_index=1),
+    # StarPose: its CPU factory as it is (a MixSTE context of dim 64, 4 + 4 blocks; a 3-layer GraFormer of width 64)
+    "starpose_s": {},
 }
 
 
@@ -57,6 +62,15 @@ def _ktpformer_h36m(model: str) -> LiftConfig:
     cfg.optim.lr = 8e-5
     cfg.schedule.epochs = 200
     cfg.data.batch_size = 8
+    return cfg
+
+
+def _starpose_h36m() -> LiftConfig:
+    """StarPose's reported training: Adam 1e-4, 50 epochs (its batch is not in the reference: MixSTE's 4 clips of
+    243 frames), no weight decay, no per-epoch decay (unreported); K = 50, 5 DDIM steps, 5 hypotheses."""
+    cfg = _h36m("starpose")
+    cfg.optim = OptimConfig(name="adam", lr=1e-4, weight_decay=0.0)
+    cfg.schedule = ScheduleConfig(epochs=50, warmup_iters=0, milestones=(), gamma=1.0, epoch_decay=1.0)
     return cfg
 
 
@@ -94,10 +108,12 @@ RECIPES: dict[str, Callable[[], LiftConfig]] = {
     "mixste_3dhp": lambda: _3dhp("mixste"),
     "ktpformer_h36m": lambda: _ktpformer_h36m("ktpformer"),
     "hot_ktpformer_h36m": lambda: _ktpformer_h36m("hot_ktpformer"),
+    "starpose_h36m": _starpose_h36m,
     "mixste_synth3d": lambda: _synth("mixste"),
     "hot_mixste_synth3d": lambda: _synth("hot_mixste"),
     "tpc_mixste_synth3d": lambda: _synth("tpc_mixste"),
     "h2ot_mixste_synth3d": lambda: _synth("h2ot_mixste"),
     "ktpformer_synth3d": lambda: _synth("ktpformer"),
     "hot_ktpformer_synth3d": lambda: _synth("hot_ktpformer"),
+    "starpose_s_synth3d": lambda: _synth("starpose_s"),
 }

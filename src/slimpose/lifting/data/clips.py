@@ -89,11 +89,18 @@ class ClipDataset(Dataset):
     ``sequences``. ``stride`` 0 = ``num_frames``; ``flip_aug``: mirror with probability 0.5 per clip and epoch,
     swapping the ``layout``'s left and right joints. ``centre`` (a seq2frame model's centre position c): one clip
     per ``stride`` frames t centred on t, the sequence edge-padded by c frames before and F - 1 - c after, so
-    that every frame is a centre (VideoPose3D's seq2frame generator; the evaluation pads the same way)."""
+    that every frame is a centre (VideoPose3D's seq2frame generator; the evaluation pads the same way).
+
+    ``history`` L > 0 (an autoregressive lifter: StarPose) adds the L frames before each clip:
+    ``"history_2d"`` (L, J, 2), ``"history_3d"`` (L, J, 3) (ground truth; the model predicts them at test time)
+    and ``"has_history"`` (False for a clip starting at frame 0), edge-padded at the sequence start as
+    :func:`history_window` pads at inference. ``intrinsics``: also ``"intrinsics"`` (4,) ``[fx, fy, cx, cy]``
+    normalised (``Camera.intrinsic``; ``cx`` negated for a mirrored clip), for a reprojection term; every
+    sequence must have a camera."""
 
     def __init__(self, sequences: Sequence[Sequence3D], num_frames: int, stride: int = 0, flip_aug: bool = True,
                  seed: int = 0, subset: int = 0, layout: JointLayout = H36M_LAYOUT,
-                 centre: int | None = None) -> None:
+                 centre: int | None = None, history: int = 0, intrinsics: bool = False) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if not sequences:
@@ -108,6 +115,13 @@ class ClipDataset(Dataset):
         self.centre = centre
         if centre is not None and not 0 <= centre < self.num_frames:
             raise ValueError(f"centre {centre} is not a frame of a {self.num_frames}-frame clip")
+        if history < 0 or (history and centre is not None):
+            raise ValueError(f"history must be >= 0 and only for seq2seq clips, got {history} (centre {centre})")
+        self.history = int(history)
+        self.intrinsics = bool(intrinsics)
+        if self.intrinsics and any(seq.camera is None for seq in self.sequences):
+            bad = next(seq for seq in self.sequences if seq.camera is None)
+            raise SlimposeInputError(f"{bad.subject}/{bad.action}: no camera, but the model's training needs intrinsics")
         self.index = [(i, s) for i, seq in enumerate(self.sequences)
                       for s in (range(0, seq.num_frames, self.stride) if centre is not None
                                 else clip_starts(seq.num_frames, self.num_frames, self.stride))]
@@ -135,11 +149,30 @@ class ClipDataset(Dataset):
         else:
             kps, pose = (centred_clip(a, start, self.num_frames, self.centre) for a in (seq.keypoints_2d, seq.poses_3d))
         flip = self.flipped(idx)
+        arrays = {"keypoints_2d": kps, "poses_3d": pose}
+        if self.history:
+            arrays["history_2d"], arrays["history_3d"] = history_window(seq.keypoints_2d, seq.poses_3d, start,
+                                                                        self.history)
         if flip:
-            kps, pose = (mirror(a, self.layout.left, self.layout.right) for a in (kps, pose))
-        return {"keypoints_2d": torch.from_numpy(np.ascontiguousarray(kps, np.float32)),
-                "poses_3d": torch.from_numpy(np.ascontiguousarray(pose, np.float32)),
-                "flipped": torch.tensor(flip)}
+            arrays = {k: mirror(a, self.layout.left, self.layout.right) for k, a in arrays.items()}
+        out = {k: torch.from_numpy(np.ascontiguousarray(a, np.float32)) for k, a in arrays.items()}
+        out["flipped"] = torch.tensor(flip)
+        if self.history:
+            out["has_history"] = torch.tensor(start > 0)
+        if self.intrinsics:
+            k = np.asarray(seq.camera.intrinsic[:4], np.float32).copy()
+            k[2] = -k[2] if flip else k[2]
+            out["intrinsics"] = torch.from_numpy(k)
+        return out
+
+
+def history_window(keypoints_2d: np.ndarray, poses_3d: np.ndarray, start: int,
+                   length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``start - length .. start - 1`` of both arrays, the indices clamped to ``[0, start - 1]`` (the
+    first frame repeated when fewer than ``length`` frames precede ``start``; frame 0 for ``start == 0``, a
+    clip without history)."""
+    idx = np.clip(np.arange(start - length, start), 0, max(start - 1, 0))
+    return keypoints_2d[idx], poses_3d[idx]
 
 
 # ------------------------------------------------------------------------------------------ sequences
@@ -211,4 +244,4 @@ def _load_3dhp(path: Path, split: str, subjects: Sequence[str], val_subset: int)
 
 
 __all__ = ["ClipDataset", "H36M_LAYOUT", "JointLayout", "MPI_INF_3DHP_LAYOUT", "camera_file", "centred_clip",
-           "clip_starts", "joint_layout", "load_sequences", "mirror", "prepare_synth3d", "take_clip"]
+           "clip_starts", "history_window", "joint_layout", "load_sequences", "mirror", "prepare_synth3d", "take_clip"]

@@ -6,7 +6,9 @@ keyword overrides (small CPU versions: ``mixste(num_frames=27, dim=32, depth=2)`
 ``h2ot_mixste(num_frames=27, dim=32, depth=4)``). Every lifter takes
 (B, T, J, 2) 2-D keypoint sequences (``model.input_spec``: a ``SequenceInput``) and returns 3-D poses:
 (B, T, J, 3) for the seq2seq models, (B, 1, J, 3) for the seq2frame ``tpc_mixste``. KTPFormer's factories
-default to ``depth=7`` (its MixSTE pairs after the two prior blocks). See
+default to ``depth=7`` (its MixSTE pairs after the two prior blocks); StarPose's take ``dim`` as the
+denoiser width and ``context_dim`` / ``context_depth`` for its MixSTE context encoder (``starpose_s``: 27
+frames). StarPose also takes an L-frame history: ``model(x, history_2d, history_3d)``. See
 docs/lifting_models.md.
 """
 
@@ -24,6 +26,7 @@ from slimpose.lifting.models.pruning import (
     TPA, TPC, TPS, TRA, TRI, TPMo, TokenPruner, TokenRecovery, cluster_dpc_knn,
 )
 from slimpose.lifting.models.spec import SequenceInput
+from slimpose.lifting.models.starpose import StarPose, starpose, starpose_s
 from slimpose.models._factory import create_from
 
 LIFTERS: dict[str, Callable[..., nn.Module]] = {
@@ -39,6 +42,10 @@ LIFTERS: dict[str, Callable[..., nn.Module]] = {
     "ktpformer": ktpformer,
     # HoT on KTPFormer: the prior blocks in front, TPC (81 of 243 before KTPFormer pair 2) + TRA
     "hot_ktpformer": hot_ktpformer,
+    # StarPose: autoregressive diffusion (MixSTE context, HPIM history, GraFormer denoiser, GMM prior, STPG)
+    "starpose": starpose,
+    # StarPose sized for CPU experiments (27 frames, dim 64)
+    "starpose_s": starpose_s,
 }
 
 
@@ -51,4 +58,5 @@ __all__ = [
     "H2OTMixSTE", "H2OT_SCHEDULE", "HoTMixSTE", "LIFTERS", "MixSTE", "SequenceInput", "TPA", "TPC", "TPCMixSTE",
     "TPMo", "TPS", "TRA", "TRI", "TokenPruner", "TokenRecovery", "cluster_dpc_knn", "create_lifter", "h2ot_mixste",
     "hot_mixste", "mixste", "tpc_mixste", "HoTKTPFormer", "KTPFormer", "hot_ktpformer", "ktpformer",
+    "StarPose", "starpose", "starpose_s",
 ]

@@ -13,7 +13,8 @@ fi
 STAMP="$VENV/.slimpose-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     echo "[slimpose] installing slimpose and its dependencies (torch==2.13.0 CPU build)"
-    # torch first, pinned, so that nothing later pulls a CUDA build.
+    # torch first, pinned to the tested CPU build (pyproject.toml only asks for torch>=2.5), so that
+    # nothing later pulls a CUDA build or another version.
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,export,tensorboard]"
     touch "$STAMP"

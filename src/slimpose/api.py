@@ -25,7 +25,7 @@ from torch import nn
 
 from slimpose.utils.io import SlimposeInputError
 
-__all__ = ["PoseResult", "PoseModel", "load", "read_weights", "checkpoint_config"]
+__all__ = ["PoseResult", "PoseModel", "load", "read_weights", "read_metadata", "checkpoint_config"]
 
 BOX_PADDING = 1.25
 
@@ -74,23 +74,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if not path.is_file():
         raise SlimposeInputError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(str(path), framework="pt") as f:
-                meta = dict(f.metadata() or {})
-            sd = load_file(str(path))
-        except Exception as e:  # noqa: BLE001 - any parse failure is a bad input file
-            raise SlimposeInputError(
-                f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
-        try:
-            config = json.loads(meta.get("config") or "{}")
-        except json.JSONDecodeError:
-            raise SlimposeInputError(f"{path}: the 'config' metadata is not valid JSON") from None
-        info = {"model_name": meta.get("model_name", ""), "config": config,
-                "score_source": meta.get("score_source") or None}
-        return sd, info
+        meta, sd = _read_safetensors(path, tensors=True)
+        return sd, _safetensors_info(path, meta)
     from slimpose.engine.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
@@ -100,6 +85,49 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     info = {"model_name": ckpt.get("model_name", ""), "config": ckpt.get("config") or {},
             "score_source": ckpt.get("score_source")}
     return sd, info
+
+
+def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The header metadata of a ``.safetensors`` file and, with ``tensors``, its tensors; a file that does not
+    parse is a SlimposeInputError naming it."""
+    try:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        return meta, (load_file(str(path)) if tensors else {})
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad input file
+        raise SlimposeInputError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
+
+
+def _safetensors_info(path: Path, meta: dict[str, str]) -> dict[str, Any]:
+    try:
+        config = json.loads(meta.get("config") or "{}")
+    except json.JSONDecodeError:
+        raise SlimposeInputError(f"{path}: the 'config' metadata is not valid JSON") from None
+    return {"model_name": meta.get("model_name", ""), "config": config,
+            "score_source": meta.get("score_source") or None}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of ``read_weights`` (``model_name``, ``config``, ``score_source``) without reading the
+    weights where the file allows it: a ``.safetensors`` header, a ``.pth`` memory-mapped (zip format; older
+    files are read whole)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlimposeInputError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        return _safetensors_info(path, _read_safetensors(path, tensors=False)[0])
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # tensors stay on disk
+    except Exception:  # noqa: BLE001 - not a zip-format file (or not a checkpoint): the full reader decides
+        return read_weights(path)[1]
+    if not isinstance(obj, dict) or not isinstance(obj.get("model", obj.get("state_dict")), dict):
+        return read_weights(path)[1]  # a bare state dict (no metadata) or a bad file: read_weights' answer
+    config = obj.get("config")
+    return {"model_name": obj.get("model_name", ""), "config": config if isinstance(config, dict) else {},
+            "score_source": obj.get("score_source")}
 
 
 def to_bgr_image(image: Any, what: str = "image") -> np.ndarray:
@@ -149,7 +177,8 @@ MODEL_KWARGS = ("info", "padding", "batch_size", "skeleton")
 
 def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any] | None = None) -> Any:
     """The ``TrainConfig`` a checkpoint was trained with (its ``config``, which may be partial; the model
-    name from ``model_name`` when the config lacks it), with ``overrides`` (``CONFIG_KWARGS``) applied.
+    name from ``model_name`` when the config lacks it), with ``overrides`` (``CONFIG_KWARGS``) applied; ``udp``
+    also sets an explicit ``conventions.geometry`` (a converted checkpoint's) to ``'udp'`` or ``'standard'``.
 
     The weights come from the checkpoint, so ``model.pretrained`` is dropped. Checkpoints of older versions:
     a top-level ``score_source`` becomes ``model.overrides.score_source``; a data set the catalog does not
@@ -176,7 +205,30 @@ def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any
     cfg = config_from_dict(data, where=f"{where} (config)")
     for key, value in (overrides or {}).items():
         apply_override(cfg, f"{CONFIG_KWARGS[key]}={str(value).lower() if isinstance(value, bool) else value}")
+    if "udp" in (overrides or {}) and cfg.conventions.geometry != "auto":
+        # a converted checkpoint's explicit geometry decides the warp (crop_warp): ``udp`` must set it too
+        cfg.conventions.geometry = "udp" if cfg.data.udp else "standard"
     return cfg
+
+
+def adopt_test_conventions(cfg: Any, meta: dict[str, Any]) -> list[str]:
+    """Give ``cfg`` the official test conventions of a converted checkpoint (its config's ``conventions``,
+    ``shift_heatmap``, ``dark`` and ``data.udp``) unless ``cfg`` names conventions of its own (a ``source``
+    other than ``'slimpose'``); returns the settings taken (empty for slimpose's own checkpoints)."""
+    from slimpose.config.parse import config_from_dict
+
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    conv = saved.get("conventions")
+    if not isinstance(conv, dict) or conv.get("source", "slimpose") == "slimpose":
+        return []
+    if cfg.conventions.source != "slimpose":
+        return []
+    ref = config_from_dict({"conventions": conv, **{k: saved[k] for k in ("shift_heatmap", "dark") if k in saved},
+                            "data": {"udp": bool((saved.get("data") or {}).get("udp", False))}})
+    cfg.conventions = ref.conventions
+    cfg.shift_heatmap, cfg.dark, cfg.data.udp = ref.shift_heatmap, ref.dark, ref.data.udp
+    return [f"conventions of {ref.conventions.source}", f"shift_heatmap={ref.shift_heatmap}", f"dark={ref.dark}",
+            f"data.udp={ref.data.udp}"]
 
 
 class PoseModel:
@@ -188,7 +240,8 @@ class PoseModel:
         info: ``DatasetInfo`` of the keypoints the model predicts (flip pairs); default: by keypoint count.
         skeleton: the keypoints of the results (``unified.skeleton_map``): ``None`` the model's own; a model
             trained on the unified skeleton also gives 'coco', 'mpii', 'aic', 'crowdpose' or 'unified'.
-        udp: crops are warped with the UDP matrix (models trained with UDP).
+        udp: crops are warped with the UDP matrix (models trained with UDP); ``'dark'``: the TokenPose / PPT warp
+            of a converted checkpoint (``conventions.geometry``).
         flip_test: average with the flipped crop (per-call override in ``predict``).
         score_thr: keypoint score threshold of the instance rescoring.
         batch_size: crops per forward pass.
@@ -199,7 +252,7 @@ class PoseModel:
         model: nn.Module,
         head: nn.Module,
         info: Any = None,
-        udp: bool = False,
+        udp: bool | str = False,
         flip_test: bool = True,
         score_thr: float = 0.2,
         padding: float = BOX_PADDING,
@@ -263,7 +316,9 @@ class PoseModel:
         from slimpose.engine.builders import model_info
 
         info = model_info(cfg) if cfg.data.skeleton else info_for(cfg.data.dataset, int(model.num_keypoints))
-        params: dict[str, Any] = dict(udp=cfg.data.udp, flip_test=cfg.flip_test, score_thr=cfg.score_thr, info=info)
+        from slimpose.config.schema import crop_warp
+
+        params: dict[str, Any] = dict(udp=crop_warp(cfg), flip_test=cfg.flip_test, score_thr=cfg.score_thr, info=info)
         params.update(kwargs)
         pm = cls(model, build_head(cfg, model), device=device, **params)
         pm.config = cfg

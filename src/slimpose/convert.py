@@ -72,6 +72,44 @@ _PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
     "sdpose": (("backbone.", "backbone"), ("keypoint_head.tokenpose.", "token")),
     "mmpose": (("backbone.", "backbone"), ("keypoint_head.", "cnnhead"), ("head.", "cnnhead")),
 }
+# known extra tensors of an official state dict, dropped by name (and reported): layout -> (prefix, what it is)
+KNOWN_EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
+    "distilpose": (("teacher_model.", "the frozen teacher of DistilPose's TopDownDistil, not part of the student"),),
+}
+# known non-weight entries of official checkpoint files (mmcv, HRNet-style tools/train.py), dropped by name
+KNOWN_ENTRIES = ("meta", "optimizer", "epoch", "perf", "model", "best_state_dict", "state_dict", "iter",
+                 "message_hub", "param_schedulers", "ema_state_dict", "state_dict_ema", "amp", "scaler")
+
+# the official test of each layout's repository, written into a converted checkpoint's config (TrainConfig
+# fields; docs/conversion.md says where each one is verified). Rescoring (keypoint score threshold 0.2, OKS-NMS
+# 0.9) and flip testing are the official ones in every layout and slimpose's defaults.
+OFFICIAL_TEST: dict[str, dict[str, Any]] = {
+    # leeyegy/TokenPose and HowieMa/PPT (HRNet-era code by the DARK authors): DARK warp for crops and heatmaps,
+    # flip_back without shift (lib/core/function.py validate), DARK decoding (TEST.POST_PROCESS, BLUR_KERNEL 11)
+    "tokenpose": {"conventions": {"source": "tokenpose", "geometry": "dark", "nonpositive": "zero"},
+                  "shift_heatmap": False, "dark": True},
+    "ppt": {"conventions": {"source": "ppt", "geometry": "dark", "nonpositive": "zero"}, "shift_heatmap": False,
+            "dark": True},
+    # yshMars/DistilPose (mmpose 0.22): students flip with fliplr_regression (x -> 1 - x) and average the
+    # unswapped scores; the TokenPose teacher: shift_heatmap, post_process='unbiased' (DARK)
+    "distilpose": {"conventions": {"source": "distilpose", "geometry": "standard", "flip_coords": "unit",
+                                   "flip_swap_scores": False, "nonpositive": "minus_one"},
+                   "shift_heatmap": True, "dark": True},
+    # MartyrPenink/SDPose (mmpose 0.29): shift_heatmap, post_process='unbiased'
+    "sdpose": {"conventions": {"source": "sdpose", "geometry": "standard", "nonpositive": "minus_one"},
+               "shift_heatmap": True, "dark": True},
+    # mmpose 0.x HRNet / SimpleBaseline / Lite-HRNet configs: shift_heatmap, post_process='default' (HRNet's
+    # quarter step); SimCC models keep their head's own (MMPose 1.x) settings
+    "mmpose": {"conventions": {"source": "mmpose", "geometry": "standard", "quarter_bounds": "hrnet",
+                               "nonpositive": "minus_one"},
+               "shift_heatmap": True, "dark": False},
+    # ViTAE-Transformer/ViTPose (mmpose 0.x): UDP crops and decoding (post_dark_udp), no heatmap shift;
+    # an MMPose 1.x file (``backbone.layers.*``) gets MMPose 1.x's DARK-UDP blur (see convert_checkpoint)
+    "vitpose": {"conventions": {"source": "vitpose", "geometry": "udp", "udp_blur": "plain",
+                                "nonpositive": "minus_one"},
+                "shift_heatmap": False, "dark": False},
+}
+
 _TOKEN_ROOTS = ("keypoint_token", "pos_embedding", "patch_to_embedding", "transformer", "mlp_head")
 
 # one transformer layer: official sub-key -> slimpose TokenBlock sub-module (both Residual and PPT forms)
@@ -126,6 +164,7 @@ class ConversionReport:
     mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)  # deterministic tensors taken from the model
     ignored: list[str] = field(default_factory=list)  # official keys deliberately not loaded (with why)
+    dropped: list[str] = field(default_factory=list)  # known extra entries / tensors of the layout (by name)
     initialised: list[str] = field(default_factory=list)  # new parameters no official file has (EViTPose)
     source_key: str = ""
 
@@ -149,6 +188,7 @@ class ConversionReport:
         block("shape mismatch (slimpose key <- official key: model shape vs file shape)",
               [f"{k} <- {o}: {tuple(a)} vs {tuple(b)}" for k, o, a, b in self.mismatched])
         block("filled from the model (deterministic: BN counters, sine position embeddings)", self.filled)
+        block("dropped (known extra entries of the official file, not weights of this model)", self.dropped)
         block("ignored (ViTPose++ tensors not needed by this model)", self.ignored)
         block("left at their initial values (parameters the official model does not have: train them before use)",
               self.initialised)
@@ -157,7 +197,8 @@ class ConversionReport:
     def to_dict(self) -> dict[str, Any]:
         return {"converted": self.converted, "missing": self.missing, "unexpected": self.unexpected,
                 "mismatched": [[k, o, list(a), list(b)] for k, o, a, b in self.mismatched],
-                "filled": self.filled, "ignored": self.ignored, "initialised": self.initialised,
+                "filled": self.filled, "ignored": self.ignored, "dropped": self.dropped,
+                "initialised": self.initialised,
                 "source_key": self.source_key, "ok": self.ok}
 
 
@@ -191,12 +232,13 @@ def read_checkpoint_dict(path: str | os.PathLike,
 
 
 def read_official_state_dict(
-    path: str | os.PathLike, key: str | None = None
+    path: str | os.PathLike, key: str | None = None, entries: list[str] | None = None
 ) -> tuple[dict[str, torch.Tensor], str]:
     """Tensors of an official checkpoint and the entry they came from.
 
     Unwraps mmcv ``{'state_dict': ...}``, TokenPose ``{'state_dict', 'best_state_dict', ...}`` (``state_dict``
     first unless ``key`` names another entry), ``{'model': ...}`` and raw state dicts; strips ``module.``.
+    ``entries`` (a list) receives the names of the other top-level entries (``meta``, ``optimizer``, ...).
     """
     path = Path(path)
     obj = read_checkpoint_dict(path)
@@ -205,15 +247,17 @@ def read_official_state_dict(
         if not isinstance(obj.get(key), dict):
             raise SlimposeInputError(
                 f"{path}: no state-dict entry {key!r} (entries: {', '.join(map(str, obj))})")
-        obj, used = obj[key], key
+        top, obj, used = obj, obj[key], key
     elif not all(isinstance(v, torch.Tensor) for v in obj.values()):
         for name in ("state_dict", "model", "best_state_dict", "state_dict_ema"):
             if isinstance(obj.get(name), dict):
-                obj, used = obj[name], name
+                top, obj, used = obj, obj[name], name
                 break
         else:
             raise SlimposeInputError(
                 f"{path}: no state dict found (entries: {', '.join(map(str, obj))}); pass --key NAME")
+    if used and entries is not None:
+        entries.extend(str(k) for k in top if k != used)
     sd = {}
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
@@ -383,6 +427,18 @@ def _vitpose_split_leftovers(renamed: dict[str, tuple[str, torch.Tensor]], own: 
             for key in extra]
 
 
+def drop_known_extras(sd: dict[str, torch.Tensor], source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``sd`` without the known extra tensors of layout ``source`` (``KNOWN_EXTRAS``: DistilPose's
+    ``teacher_model.*``), and one report line per dropped prefix; every other key is left to the renaming."""
+    dropped = []
+    for prefix, what in KNOWN_EXTRAS.get(source, ()):
+        keys = [k for k in sd if k.startswith(prefix)]
+        if keys:
+            sd = {k: v for k, v in sd.items() if not k.startswith(prefix)}
+            dropped.append(f"{prefix}* ({len(keys)} tensors: {what})")
+    return sd, dropped
+
+
 def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Module
                        ) -> tuple[dict[str, torch.Tensor], ConversionReport]:
     """Rename an official state dict for ``model``; returns a complete state dict and the report.
@@ -391,6 +447,7 @@ def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Modul
     (``num_batches_tracked`` and frozen sine position embeddings) and reported as ``filled``.
     """
     ignored: list[str] = []
+    sd, dropped = drop_known_extras(sd, source)
     if source == "vitpose":
         renamed, unplaced = vitpose_keys(sd, model), []
         ignored = _vitpose_split_leftovers(renamed, model.state_dict())
@@ -399,7 +456,7 @@ def convert_state_dict(sd: dict[str, torch.Tensor], source: str, model: nn.Modul
     else:
         renamed, unplaced = _rename(sd, source, model)
     own = model.state_dict()
-    report = ConversionReport(unexpected=sorted(unplaced), ignored=ignored)
+    report = ConversionReport(unexpected=sorted(unplaced), ignored=ignored, dropped=dropped)
     out: dict[str, torch.Tensor] = {}
     for key, (official, value) in renamed.items():
         if key not in own:
@@ -486,7 +543,8 @@ def convert_checkpoint(
     """
     from slimpose import models
 
-    sd, used = read_official_state_dict(src, key)
+    entries: list[str] = []
+    sd, used = read_official_state_dict(src, key, entries)
     if model_name not in models.MODELS:
         raise SlimposeInputError(
             f"--model {model_name!r} is not a slimpose model ({', '.join(sorted(models.MODELS))})")
@@ -508,6 +566,11 @@ def convert_checkpoint(
     state, report = convert_state_dict(sd, source, model)
     report.source_key = used
     report.ignored[:0] = ignored
+    known = [e for e in entries if e in KNOWN_ENTRIES]
+    report.dropped[:0] = [f"entry {e!r} (not the weights: {used!r} holds them)" for e in known]
+    # any other top-level entry fails like an unexpected key: it may hold weights this conversion would lose
+    report.unexpected[:0] = [f"entry {e!r} (top level of the file, not one of the known non-weight entries "
+                             f"{', '.join(KNOWN_ENTRIES)})" for e in entries if e not in KNOWN_ENTRIES]
     if not report.ok and not allow_partial:
         hint = ""
         if any(".mlp.experts." in u for u in report.unexpected) and not hasattr(model, "datasets"):
@@ -526,15 +589,19 @@ def convert_checkpoint(
     name = split_name or (routed[model.dataset_index][0] if routed else None)
 
     w, h = int(input_size[0]), int(input_size[1])
-    # the official test settings are the config defaults (flip test, DARK for heatmaps, rescoring thr 0.2)
+    # the official test of the layout's repository (OFFICIAL_TEST: warp and spacing, flip, DARK, rescoring)
     config: dict[str, Any] = {
         "model": {"name": model_name, "overrides": {**kwargs, "num_keypoints": k}},
         "data": {"dataset": name if name in CATALOG else dataset_for_num_keypoints(k), "input_size": [w, h]},
         "flip_test": True,
+        **{k_: dict(v) if isinstance(v, dict) else v for k_, v in OFFICIAL_TEST[source].items()},
     }
-    if source == "vitpose":  # the official ViTPose test: UDP crops and decoding, no heatmap shift, no DARK
+    if source == "vitpose":
+        # informative only: geometry='udp' alone decides the UDP crops and decoding (crop_warp); data.udp records
+        # that ViTPose trains with UDP (read by benchmarks/conversion_parity.py's slimpose_defaults)
         config["data"]["udp"] = True
-        config.update(shift_heatmap=False, dark=False)
+        if any(k.startswith("backbone.layers.") for k in sd):  # MMPose 1.x: its UDPHeatmap decoding
+            config["conventions"].update(source="mmpose1-vitpose", udp_blur="keep_max")
     ckpt = {
         "model": model.state_dict(),
         "model_name": model_name,

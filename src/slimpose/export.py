@@ -7,7 +7,9 @@ the raw model outputs, named by the head (``heatmaps``; a regression student's `
 ``scores`` (B,K), decoded by the head's ``export_decoder``:
 
 * heatmaps: integer argmax + the HRNet quarter-pixel shift towards the higher neighbour, times
-  ``input / heatmap`` (MSRA; UDP: ``(input - 1) / (heatmap - 1)``); scores are the heatmap maxima. DARK
+  ``input / heatmap`` (MSRA; UDP: ``(input - 1) / (heatmap - 1)``; a converted checkpoint: the spacing,
+  quarter-step bounds and non-positive rule of its official test, docs/conversion.md); scores are the
+  heatmap maxima. DARK
   (and the UDP Taylor refinement) stays outside the graph: it needs a Gaussian blur and a per-keypoint
   Newton step, which ``slimpose.api`` runs in numpy on the raw heatmaps;
 * regression students: the sigmoid coordinates times the input size, scores from the head's
@@ -55,7 +57,7 @@ def require_onnx() -> tuple[Any, Any]:
     except ImportError as e:
         raise SlimposeInputError(
             f"ONNX export needs the optional packages onnx and onnxruntime ({e.name} is missing): "
-            "pip install 'slimpose[onnx]' (or pip install onnx onnxruntime)"
+            "pip install 'slimpose[export]' (or pip install onnx onnxruntime)"
         ) from None
     return onnx, onnxruntime
 
@@ -202,6 +204,10 @@ def export_lifter_checkpoint(src: Path, dst: Path, fmt: str, decode_in_graph: bo
                                  f"({', '.join(sorted(set(chosen)))}), which ONNX export does not reproduce exactly "
                                  "yet; export a MixSTE / KTPFormer lifter or one with the uniform TPS pruner, or use "
                                  "the safetensors format")
+    if getattr(model, "autoregressive", False):
+        raise SlimposeInputError(f"{src}: {info.model_name} samples its poses (random draws, an STPG gradient step "
+                                 "per DDIM step, a history from its own past predictions), which has no ONNX graph; "
+                                 "use the safetensors format")
     report = export_onnx(model, dst, opset=opset)
     report["format"] = "onnx"
     return report

@@ -41,15 +41,16 @@ def build_config_model(cfg: TrainConfig, load_pretrained: bool = True) -> nn.Mod
 
 
 def make_trainer(cfg: TrainConfig, resume: bool | str = False, teacher: nn.Module | None = None,
-                 dist: DistInfo | None = None) -> TrainLoop:
+                 dist: DistInfo | None = None, overwrite: bool = False) -> TrainLoop:
     """The training loop of ``cfg`` (see ``engine.trainer.build_trainer``); ``teacher``: a model of the
     teacher checkpoint's architecture built by the caller (its weights are loaded from the checkpoint). A
-    lifting config (``family = "lifting"``) gets ``slimpose.lifting.train.build_lift_trainer``."""
+    lifting config (``family = "lifting"``) gets ``slimpose.lifting.train.build_lift_trainer``. ``overwrite``:
+    an earlier run's files in the work dir are deleted once the new run is built (``--overwrite``)."""
     if getattr(cfg, "family", None) == "lifting":
         from slimpose.lifting.train import build_lift_trainer
 
-        return build_lift_trainer(cfg, resume, dist)
-    return build_trainer(cfg, lambda: build_task(cfg, teacher), resume, dist)
+        return build_lift_trainer(cfg, resume, dist, overwrite=overwrite)
+    return build_trainer(cfg, lambda: build_task(cfg, teacher), resume, dist, overwrite=overwrite)
 
 
 def fit_config(cfg: TrainConfig, teacher: nn.Module | None = None) -> tuple[dict, TrainLoop]:

@@ -1,4 +1,5 @@
-"""Bad files and records give a SlimposeInputError naming the file (and record), or a counted warning."""
+"""Bad files and records give a SlimposeInputError naming the file (and record), or a counted warning. The rows of
+issue 16 (runs, checkpoints, the CLI: nothing lost, nothing silently wrong) are in tests/cli/test_bad_input_matrix.py."""
 
 import json
 

@@ -88,7 +88,21 @@ def _convert(args: argparse.Namespace):
     )
 
 
+def check_paths(src: str, dst: str) -> None:
+    """The output must not be the input: a SlimposeInputError (always, there is no --overwrite for it)."""
+    import os
+    from pathlib import Path
+
+    same = Path(src).resolve() == Path(dst).resolve()
+    if not same and os.path.exists(src) and os.path.exists(dst):
+        same = os.path.samefile(src, dst)
+    if same:
+        raise SlimposeInputError(f"{dst}: the output is the input checkpoint {src}; write the converted "
+                                 "weights to another file")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_paths(args.src, args.dst)
     try:
         report = _convert(args)
     except SlimposeInputError as e:

@@ -4,7 +4,9 @@ the synthetic-motion 3-D lifting data (VideoPose3D layout)."""
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from pathlib import Path
 
 from slimpose.data.synth import SKELETONS, SYNTH_PRESETS
 
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                    "joints: the COCO limb joints plus head top and neck). "
                                    "The same seed gives byte-identical files.")
     p.add_argument("--out", required=True, help="output folder DIR")
-    p.add_argument("--images", type=int, required=True, help="number of images")
+    p.add_argument("--images", type=count, required=True, help="number of images (1e4 is read as 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--split", default="train", help="split name, e.g. train or val (default train)")
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
@@ -37,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="coco: COCO 17-keypoint json (default); mpii: MPII 16-joint json list with head "
                         "boxes; aic: AI Challenger 14-joint COCO-format json (annotations/aic_{split}.json); "
                         "crowdpose: CrowdPose 14-joint COCO-format json (annotations/crowdpose_{split}.json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing split (without it such a split is refused, as is one whose "
+                        "images another skeleton's labels describe with another seed, size or count); every "
+                        "label file over the split's images is deleted before the first new image is written")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     q = sub.add_parser("synth3d", help="write synthetic-motion 3-D lifting data (Human3.6M / VideoPose3D layout)",
@@ -55,6 +61,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def count(text: str) -> int:
+    """An image count: an integer, also in float notation (``1e4``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or not value.is_integer():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(value)
+
+
 def _run_synth3d(args: argparse.Namespace) -> int:
     from slimpose.lifting.data.synth3d import generate_synth3d
 
@@ -70,9 +91,25 @@ def _run_synth3d(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "synth":
-        from slimpose.data.synth import generate_synthetic_dataset, synth_preset
+        from slimpose.data.synth import (checked_config, conflicting_labels, generate_synthetic_dataset,
+                                         split_label_paths, synth_preset)
+        from slimpose.utils.io import SlimposeInputError
 
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise SlimposeInputError(f"--out {args.out}: an existing file, not a folder")
         config = synth_preset(args.preset)
+        checked_config(args.out, args.images, args.seed, args.split, (args.width, args.height), config)
+        if args.overwrite:
+            # every label file over these images goes before the first new image is written
+            for labels in split_label_paths(args.out, args.split, args.skeleton):
+                labels.unlink(missing_ok=True)
+        else:
+            conflicts = conflicting_labels(args.out, args.split, args.skeleton, args.images, args.seed,
+                                           (args.width, args.height))
+            if conflicts:
+                listed = "; ".join(f"{path} exists ({why})" for path, why in conflicts)
+                raise SlimposeInputError(f"{listed}: split {args.split!r} of {args.out} is already written; "
+                                         "pass --overwrite to replace it, or choose another --out / --split")
         start = time.perf_counter()
         path = generate_synthetic_dataset(args.out, args.images, args.seed, split=args.split,
                                           image_size=(args.width, args.height), workers=args.workers,

@@ -48,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     def build(c):
         return build_config_model(c, load_pretrained=False)
 
+    cfg, taken = adopt_checkpoint_conventions(cfg, args)  # a converted official checkpoint's test settings
+    if taken and int(os.environ.get("RANK", "0")) == 0:
+        import sys
+
+        print(f"[slimpose] {args.checkpoint}: official test settings ({', '.join(taken)})", file=sys.stderr)
+
     if args.per_source:
         from slimpose.engine.builders import source_configs
 
@@ -69,6 +75,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(metrics)
     return 0
+
+
+def adopt_checkpoint_conventions(cfg, args: argparse.Namespace):
+    """``(cfg, taken)``: ``cfg`` (``build_config(args)``) with the test conventions of ``args.checkpoint``
+    (``adopt_test_conventions``, from the checkpoint's metadata alone), and then every ``--set`` of ``args``
+    again, so that the user's explicit settings win over the checkpoint's; ``taken``: the resulting settings
+    (empty when nothing was taken)."""
+    from slimpose.api import adopt_test_conventions, read_metadata
+    from slimpose.config import apply_overrides
+
+    if not adopt_test_conventions(cfg, read_metadata(args.checkpoint)):
+        return cfg, []
+    cfg = apply_overrides(cfg, list(args.overrides))  # --set assignments are absolute: re-applying them is exact
+    return cfg, [f"conventions of {cfg.conventions.source}", f"shift_heatmap={cfg.shift_heatmap}",
+                 f"dark={cfg.dark}", f"data.udp={cfg.data.udp}"]
 
 
 def _print(metrics: dict) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -28,13 +29,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
+# ONNX opsets ``--opset`` accepts: from 13 (older opsets lack operators every slimpose head relies on) to the
+# most that torch.onnx's TorchScript exporter writes (ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET). Within that range
+# the exporter itself decides per model (scaled-dot-product attention needs 14, so a transformer is refused
+# at 13: its "not supported" error becomes a SlimposeInputError naming the checkpoint and the opset)
+MIN_OPSET = 13
+
+
+def opset_range() -> tuple[int, int]:
+    """The ``--opset`` values accepted (inclusive)."""
+    try:
+        from torch.onnx import _constants
+
+        high = int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+    except ImportError:
+        high = 20
+    return MIN_OPSET, high
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from slimpose.export import export_checkpoint
+    from slimpose.utils.io import SlimposeInputError
 
-    with torch.no_grad():  # not torch.set_grad_enabled(False): the CLI also runs inside other programs
-        report = export_checkpoint(args.checkpoint, args.format, args.out, args.decode_in_graph, opset=args.opset)
+    if args.out and os.path.isdir(args.out):
+        raise SlimposeInputError(f"--out {args.out}: an existing folder; give the output file's name")
+    low, high = opset_range()
+    if args.format == "onnx" and not low <= args.opset <= high:
+        raise SlimposeInputError(f"{args.checkpoint}: --opset {args.opset} is not supported (ONNX opsets {low} to "
+                                 f"{high}; default 17)")
+
+    try:
+        with torch.no_grad():  # not torch.set_grad_enabled(False): the CLI also runs inside other programs
+            report = export_checkpoint(args.checkpoint, args.format, args.out, args.decode_in_graph,
+                                       opset=args.opset)
+    except torch.onnx.errors.UnsupportedOperatorError as e:  # an operator the model needs is newer
+        first = next((line for line in str(e).splitlines() if "opset" in line), str(e).splitlines()[0])
+        raise SlimposeInputError(f"{args.checkpoint}: --opset {args.opset} cannot express this model: "
+                                 f"{first.strip()}"[:500]) from None
     if args.json:
         print(json.dumps(report))
     else:

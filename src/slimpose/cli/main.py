@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slimpose.utils.io import SlimposeInputError
+from slimpose.utils.io import SlimposeInputError, unwrap_worker_error
 
 # Explicit list: (name, module). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS = [
@@ -42,8 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except SlimposeInputError as e:
-        print(f"slimpose {args.command}: error: {e}", file=sys.stderr)
+        print(f"slimpose {args.command}: error: {unwrap_worker_error(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from slimpose.engine.loop import TrainingDivergedError
+
+        if not isinstance(e, TrainingDivergedError):
+            raise
+        print(f"slimpose {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -180,6 +180,12 @@ class _Runner:
             paths, ids = listed, [-1] * len(listed)
         else:
             ids = [image_id_for(p, self.names, i) for i, p in enumerate(paths)]
+            if self.args.boxes and self.boxes and not set(ids) & set(self.boxes):
+                shown = ", ".join(str(i) for i in sorted(self.boxes)[:5])
+                raise SlimposeInputError(
+                    f"{self.args.boxes}: no detection matches a source image (detection image ids {shown}"
+                    f"{' ...' if len(self.boxes) > 5 else ''}; image ids {', '.join(map(str, ids[:5]))}"
+                    f"{' ...' if len(ids) > 5 else ''}, from the file-name stems or --gt)")
         bar = _progress(range(len(paths)), len(paths), "predict") if len(paths) > 1 else None
         per_chunk = max(1, min(16, self.args.batch))
         for chunk in _chunks(list(zip(paths, ids)), per_chunk):
@@ -279,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise SlimposeInputError(f"--batch must be >= 1, got {args.batch}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SlimposeInputError(f"--out {args.out}: an existing file, not a folder (results.json and the overlays "
+                                 "go into a folder)")
     runner = _Runner(args)
     src = Path(args.source)
     if src.is_dir():

@@ -75,6 +75,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", nargs="?", const="auto", default=None, metavar="CKPT",
         help="continue from WORK_DIR/last.pth (or from CKPT)",
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a work dir that holds an earlier run (its last.pth, best.pth, "
+                             "log.jsonl, tb/, metrics_*.json, results_*.json and predictions_*.npz are deleted "
+                             "once the new run is built); without it such a work dir is refused unless "
+                             "--resume continues it")
     parser.add_argument("--print-config", action="store_true", help="print the final config as JSON and exit")
 
 
@@ -85,7 +90,12 @@ def train(cfg: TrainConfig, args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(cfg), indent=2))
         return 0
-    loop = make_trainer(cfg, resume=args.resume or False)
+    import os
+
+    from slimpose.engine.trainer import check_work_dir
+
+    check_work_dir(cfg.work_dir, args.resume or False, args.overwrite, is_main=os.environ.get("RANK", "0") == "0")
+    loop = make_trainer(cfg, resume=args.resume or False, overwrite=args.overwrite)
     try:
         summary = loop.fit()
     finally:

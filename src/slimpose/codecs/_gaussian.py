@@ -89,11 +89,62 @@ def heatmap_argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return locs, vals.astype(np.float32)
 
 
-def quarter_offset_refine(locs: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
+QUARTER_BOUNDS = ("axis", "hrnet")  # quarter_offset_refine / argmax_quarter_decode bounds (conventions.quarter_bounds)
+NONPOSITIVE = ("keep", "minus_one", "zero")  # mask_nonpositive rules (conventions.nonpositive)
+CROP_GEOMETRIES = ("standard", "udp", "dark")  # heatmap_to_crop (or False / True for standard / UDP)
+
+
+def check_choice(value: Any, allowed: Sequence[str], name: str) -> str:
+    """``value`` if it is one of the strings ``allowed``, else a ValueError naming ``name`` and the allowed values."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def heatmap_to_crop(input_size: Sequence[int], heatmap_size: Sequence[int], geometry: bool | str = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, offset)`` (2,) each, float32, with ``crop = heatmap * scale + offset`` (x, y).
+
+    ``geometry``: ``False`` / ``'standard'`` (MSRA: ``input / heatmap``), ``True`` / ``'udp'``
+    (``(input - 1) / (heatmap - 1)`` per axis) or ``'dark'`` (TokenPose / PPT: the crop and the heatmap are
+    both warped with the DARK authors' ``get_affine_transform``: pixel centres ``(size - 1) / 2`` coincide
+    and one zoom ``(in_w - 1) / (hm_w - 1)`` holds for both axes, so y gets an offset).
+    """
+    if isinstance(geometry, str):
+        check_choice(geometry, CROP_GEOMETRIES, "geometry")
+    i = np.array(input_size[:2], np.float64)
+    h = np.array(heatmap_size[:2], np.float64)
+    if geometry == "dark":
+        k = (i[0] - 1.0) / max(h[0] - 1.0, 1.0)
+        scale = np.array([k, k])
+        offset = 0.5 * (i - 1.0) - 0.5 * (h - 1.0) * k
+    elif geometry in (True, "udp"):
+        scale, offset = (i - 1.0) / np.maximum(h - 1.0, 1.0), np.zeros(2)
+    else:
+        scale, offset = i / h, np.zeros(2)
+    return scale.astype(np.float32), offset.astype(np.float32)
+
+
+NONPOSITIVE_FILL = {"minus_one": -1.0, "zero": 0.0}  # argmax replacement where the maximum is <= 0
+
+
+def mask_nonpositive(locs: np.ndarray, scores: np.ndarray, rule: str = "keep") -> np.ndarray:
+    """``locs`` (N, K, 2) with the places whose maximum ``scores`` (N, K) is <= 0 set to -1 (``'minus_one'``,
+    mmpose) or 0 (``'zero'``, HRNet ``get_max_preds``); ``'keep'`` returns ``locs`` unchanged; any other rule is a
+    ValueError."""
+    check_choice(rule, NONPOSITIVE, "nonpositive")
+    if rule not in NONPOSITIVE_FILL:
+        return locs
+    return np.where(scores[..., None] > 0, locs, np.float32(NONPOSITIVE_FILL[rule])).astype(np.float32)
+
+
+def quarter_offset_refine(locs: np.ndarray, heatmaps: np.ndarray, bounds: str = "axis") -> np.ndarray:
     """HRNet/SimpleBaseline decode: move 0.25 px from the argmax towards the higher neighbour.
 
-    Applied per axis wherever both neighbours exist (HRNet requires it for both axes at once).
+    ``bounds='axis'``: per axis wherever both neighbours exist; ``'hrnet'`` (HRNet ``get_final_preds``,
+    mmpose 0.x ``keypoints_from_heatmaps``): both axes, only where ``1 < x < w - 1`` and ``1 < y < h - 1``.
     """
+    check_choice(bounds, QUARTER_BOUNDS, "quarter_bounds")
     n, k, h, w = heatmaps.shape
     out = locs.copy()
     xi = locs[..., 0].astype(np.int64)
@@ -101,6 +152,8 @@ def quarter_offset_refine(locs: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
     ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
     okx = (xi > 0) & (xi < w - 1)
     oky = (yi > 0) & (yi < h - 1)
+    if bounds == "hrnet":
+        okx = oky = (xi > 1) & (xi < w - 1) & (yi > 1) & (yi < h - 1)
     xr, xl = np.clip(xi + 1, 0, w - 1), np.clip(xi - 1, 0, w - 1)
     yd, yu = np.clip(yi + 1, 0, h - 1), np.clip(yi - 1, 0, h - 1)
     dx = heatmaps[ni, ki, yi, xr] - heatmaps[ni, ki, yi, xl]
@@ -155,6 +208,15 @@ def dark_blur(heatmaps: np.ndarray, kernel_size: int) -> np.ndarray:
     chunk = 512  # bounded temporary memory, cache friendly
     out = np.concatenate([_blur_maps(maps[i:i + chunk], kernel_size) for i in range(0, n * k, chunk)])
     return _keep_max(out.reshape(n, k, h * w), maps.reshape(n, k, h * w)).reshape(n, k, h, w)
+
+
+def plain_blur(heatmaps: np.ndarray, kernel_size: int) -> np.ndarray:
+    """cv2 Gaussian blur of every (H, W) map with cv2's default (reflected) border and no rescaling (mmpose 0.x
+    ``post_dark_udp``, which the ViTPose repository uses). Input (N, K, H, W), output float32 of the same shape."""
+    out = np.array(heatmaps, dtype=np.float32, order="C", copy=True)  # C order: the reshape below is a view
+    for m in out.reshape(-1, *out.shape[2:]):
+        cv2.GaussianBlur(m, (kernel_size, kernel_size), 0, m)
+    return out
 
 
 def _solve_newton(dx, dy, dxx, dxy, dyy, ok) -> tuple[np.ndarray, np.ndarray]:

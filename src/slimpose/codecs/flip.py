@@ -78,18 +78,25 @@ def flip_heatmaps_back(heatmaps: Any, flip_pairs: Sequence[Any], shift: bool = T
 
 
 def flip_coordinates_back(coords: Any, flip_pairs: Sequence[Any], width: float,
-                          normalized: bool = False) -> Any:
+                          normalized: bool = False, unit: bool = False, unswapped: Sequence[int] = ()) -> Any:
     """Map coordinates (N, K, D >= 2) predicted on the flipped image back to the original image.
 
     Pixels: ``x -> width - 1 - x``; normalised (``x / width``, as :class:`RegressionLabel`):
-    ``x -> 1 - x - 1 / width``, the same flip. Keypoints are swapped; channels after x are only
-    permuted (for a DistilPose ``'dist'`` output the correlation sign is not flipped).
+    ``x -> 1 - x - 1 / width``, the same flip, or with ``unit`` ``x -> 1 - x`` (mmpose 0.x
+    ``fliplr_regression``, the official DistilPose flip test: 0.5 px to the right of the pixel flip).
+    Keypoints are swapped; channels after x are only permuted (for a DistilPose ``'dist'`` output the
+    correlation sign is not flipped), except the channels in ``unswapped``, which keep the flipped crop's
+    keypoint order (official DistilPose scores).
     """
     if coords.ndim != 3 or coords.shape[-1] < 2:
         raise ValueError(f"flip_coordinates_back expects (N, K, D >= 2), got shape {tuple(coords.shape)}")
     out = _take(coords, flip_permutation(flip_pairs, coords.shape[1]), axis=1)
     out = out.clone() if isinstance(out, torch.Tensor) else np.array(out, copy=True)
-    if normalized:
+    for c in unswapped:
+        out[..., c] = coords[..., c]
+    if normalized and unit:
+        out[..., 0] = 1.0 - out[..., 0]
+    elif normalized:
         out[..., 0] = 1.0 - out[..., 0] - 1.0 / width
     else:
         out[..., 0] = (width - 1) - out[..., 0]

@@ -7,7 +7,9 @@ Decoding: argmax + a quarter-pixel shift towards the higher neighbour (HRNet ``g
 or DARK (Zhang et al. CVPR 2020): blur with ``blur_kernel_size``, log, one 2nd-order Taylor step.
 Scores are the heatmap maxima. ``stride = input_size / heatmap_size`` (4 for 256x192 -> 64x48).
 ``unbiased`` sets both by default; ``dark`` sets the decoding alone (the official TokenPose recipes train
-on plain targets and decode with DARK).
+on plain targets and decode with DARK). ``geometry='dark'`` maps decoded heatmap pixels to the crop as
+TokenPose / PPT do (``heatmap_to_crop``), ``quarter_bounds='hrnet'`` applies the quarter step where HRNet
+does; both are test-time conventions of converted checkpoints (``TestConventions``), targets keep ``stride``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ._gaussian import (check_heatmaps, check_keypoints, check_sigma_blur, check_size, dark_blur,
-                        dark_taylor_refine, heatmap_argmax, masked_targets, pixel_grid,
-                        quarter_offset_refine, window_overlaps)
+from ._gaussian import (NONPOSITIVE, QUARTER_BOUNDS, check_choice, check_heatmaps, check_keypoints,
+                        check_sigma_blur, check_size, dark_blur, dark_taylor_refine, heatmap_argmax, heatmap_to_crop,
+                        mask_nonpositive, masked_targets, pixel_grid, quarter_offset_refine, window_overlaps)
+
+GEOMETRIES = ("standard", "dark")  # MSRAHeatmap(geometry=...): heatmap -> crop spacing
 
 
 class MSRAHeatmap:
@@ -36,6 +40,9 @@ class MSRAHeatmap:
         unbiased: bool = False,
         blur_kernel_size: int = 11,
         dark: bool | None = None,
+        geometry: str = "standard",
+        quarter_bounds: str = "axis",
+        nonpositive: str = "keep",
     ) -> None:
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
@@ -43,6 +50,10 @@ class MSRAHeatmap:
         self.unbiased = bool(unbiased)
         self.dark = self.unbiased if dark is None else bool(dark)
         self.scale = np.array(self.input_size, np.float32) / np.array(self.heatmap_size, np.float32)
+        self.geometry = check_choice(geometry, GEOMETRIES, "MSRAHeatmap geometry")
+        self.quarter_bounds = check_choice(quarter_bounds, QUARTER_BOUNDS, "MSRAHeatmap quarter_bounds")
+        # argmax of maps whose maximum is <= 0: 'keep' | 'minus_one' | 'zero' (before the refinement)
+        self.nonpositive = check_choice(nonpositive, NONPOSITIVE, "MSRAHeatmap nonpositive")
 
     def __repr__(self) -> str:
         return (f"MSRAHeatmap(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
@@ -78,13 +89,15 @@ class MSRAHeatmap:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""
         hm = check_heatmaps(heatmaps)
         locs, scores = heatmap_argmax(hm)
+        locs = mask_nonpositive(locs, scores, self.nonpositive)
         if self.dark:
             locs = dark_taylor_refine(locs, dark_blur(hm, self.blur_kernel_size), floor=1e-10)
         else:
-            locs = quarter_offset_refine(locs, hm)
+            locs = quarter_offset_refine(locs, hm, self.quarter_bounds)
         return locs, scores
 
     def decode(self, output: Any) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
         locs, scores = self.decode_heatmaps(output)
-        return (locs * self.scale).astype(np.float32), scores
+        scale, offset = heatmap_to_crop(self.input_size, self.heatmap_size, self.geometry)
+        return (locs * scale + offset).astype(np.float32), scores

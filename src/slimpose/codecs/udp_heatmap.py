@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ._gaussian import (check_heatmaps, check_keypoints, check_sigma_blur, check_size, dark_blur,
-                        heatmap_argmax, masked_targets, pixel_grid, udp_taylor_refine, window_overlaps)
+from ._gaussian import (NONPOSITIVE, check_choice, check_heatmaps, check_keypoints, check_sigma_blur, check_size,
+                        dark_blur, heatmap_argmax, heatmap_to_crop, mask_nonpositive, masked_targets, pixel_grid,
+                        plain_blur, udp_taylor_refine, window_overlaps)
+
+BLURS = ("keep_max", "plain")  # UDPHeatmap(blur=...): the DARK-UDP blur (conventions.udp_blur)
 
 
 class UDPHeatmap:
@@ -33,12 +36,18 @@ class UDPHeatmap:
         heatmap_size: tuple[int, int] = (48, 64),
         sigma: float = 2.0,
         blur_kernel_size: int = 11,
+        blur: str = "keep_max",
+        nonpositive: str = "keep",
     ) -> None:
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
         if min(self.heatmap_size) < 2:
             raise ValueError(f"UDP needs a heatmap of at least 2x2 pixels, got {heatmap_size}")
         self.sigma, self.blur_kernel_size = check_sigma_blur(sigma, blur_kernel_size)
+        # 'keep_max' (MMPose 1.x) | 'plain' (mmpose 0.x post_dark_udp, the ViTPose repository)
+        self.blur = check_choice(blur, BLURS, "UDPHeatmap blur")
+        # maps whose maximum is <= 0: 'keep' | 'minus_one' | 'zero' (after the refinement)
+        self.nonpositive = check_choice(nonpositive, NONPOSITIVE, "UDPHeatmap nonpositive")
         self.scale = ((np.array(self.input_size, np.float32) - 1)
                       / (np.array(self.heatmap_size, np.float32) - 1))
 
@@ -65,9 +74,12 @@ class UDPHeatmap:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels, scores (N, K) (maxima)."""
         hm = check_heatmaps(heatmaps)
         locs, scores = heatmap_argmax(hm)
-        return udp_taylor_refine(locs, dark_blur(hm, self.blur_kernel_size), lo=1e-3, hi=50.0), scores
+        blur = plain_blur if self.blur == "plain" else dark_blur
+        locs = udp_taylor_refine(locs, blur(hm, self.blur_kernel_size), lo=1e-3, hi=50.0)
+        return mask_nonpositive(locs, scores, self.nonpositive), scores
 
     def decode(self, output: Any) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
         locs, scores = self.decode_heatmaps(output)
-        return (locs * self.scale).astype(np.float32), scores
+        scale, offset = heatmap_to_crop(self.input_size, self.heatmap_size, "udp")
+        return (locs * scale + offset).astype(np.float32), scores

@@ -119,6 +119,10 @@ class ModelConfig:
 class OptimConfig:
     """Adam(W) as in the official configs; ``grad_clip`` > 0 clips the global gradient norm.
 
+    ``loss_spike`` > 0 stops training (``TrainingDivergedError``) when a loss exceeds the median of the last 50
+    losses by more than ``loss_spike`` times the median of their absolute values (default 100; 0: off), as a
+    NaN / inf loss does.
+
     ``layer_decay`` > 0 is ViTPose's ``LayerDecayOptimizerConstructor`` for a ViT backbone with ``depth``
     blocks (``engine.builders.build_optimizer``): the rate of ``backbone.blocks.{i}`` is scaled by
     ``layer_decay ** (depth - i)``, of the patch / position embedding by ``layer_decay ** (depth + 1)``,
@@ -132,6 +136,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 0.0
     layer_decay: float = 0.0  # 0: off (ViTPose: 0.8 S, 0.75 B, 0.8 L, 0.85 H)
+    loss_spike: float = 100.0  # divergence guard (engine.loop.DEFAULT_LOSS_SPIKE); 0: off
 
 
 @dataclass
@@ -144,6 +149,45 @@ class ScheduleConfig:
     milestones: tuple[int, ...] = (200, 260)
     gamma: float = 0.1
     epoch_decay: float = 1.0  # < 1: the rate is also multiplied by epoch_decay ** epoch (lifters: 0.99)
+
+
+GEOMETRIES = ("auto", "standard", "udp", "dark")  # conventions.geometry
+FLIP_COORD_RULES = ("pixel", "unit")  # conventions.flip_coords
+# quarter_bounds, udp_blur and nonpositive: the codecs own their allowed values (validate_config imports them)
+
+
+@dataclass
+class TestConventions:
+    """The ``conventions`` section: test-time conventions a checkpoint is predicted with (docs/conversion.md).
+
+    slimpose's own models keep the defaults; ``slimpose convert`` writes those of the official test code of
+    the file's repository (``source``), so that a converted checkpoint predicts what the official code
+    predicts. ``geometry``: crop warp and heatmap -> crop spacing, ``'auto'`` (``data.udp`` decides),
+    ``'standard'`` (MSRA: ``x * input / heatmap``), ``'udp'`` (``x * (input - 1) / (heatmap - 1)``) or
+    ``'dark'`` (the DARK authors' ``get_affine_transform`` of TokenPose / PPT: pixel centres at
+    ``(size - 1) / 2``, one zoom ``(w - 1) / (box_w - 1)`` for both axes). ``flip_coords``: regression flip
+    test, ``'pixel'`` (``x -> w - 1 - x``) or ``'unit'`` (normalised ``x -> 1 - x``, mmpose 0.x
+    ``fliplr_regression``); ``flip_swap_scores``: swap the flipped scores left/right before averaging
+    (DistilPose officially does not). ``quarter_bounds``: the argmax quarter-pixel step where both
+    neighbours exist per axis (``'axis'``) or only where ``1 < x < w - 1`` and ``1 < y < h - 1``
+    (``'hrnet'``: HRNet / mmpose 0.x). ``udp_blur``: the DARK-UDP blur, ``'keep_max'`` (zero padded, rescaled
+    to each map's maximum: MMPose 1.x) or ``'plain'`` (cv2 in place, reflected border, no rescaling: mmpose 0.x
+    ``post_dark_udp``, the ViTPose repository). ``nonpositive``: where a heatmap's maximum is <= 0 the argmax is
+    kept (``'keep'``) or replaced by heatmap pixel ``-1`` (``'minus_one'``: mmpose) or ``0`` (``'zero'``:
+    HRNet-era ``get_max_preds`` of TokenPose / PPT); the standard and DARK decodings replace it before their
+    refinement, the UDP decoding (``UDPHeatmap``) after its DARK-UDP step. The flip shift, DARK and rescoring are
+    ``shift_heatmap``, ``dark`` and ``score_thr`` / ``nms_thr``.
+    """
+
+    __test__ = False  # a config section, not a pytest test class
+
+    source: str = "slimpose"  # whose test code these are (informative)
+    geometry: str = "auto"
+    flip_coords: str = "pixel"
+    flip_swap_scores: bool = True
+    quarter_bounds: str = "axis"
+    udp_blur: str = "keep_max"
+    nonpositive: str = "keep"
 
 
 @dataclass
@@ -334,9 +378,16 @@ class TrainConfig:
     sdpose: SDPoseConfig | None = None
     multikd: MultiKDConfig | None = None
     knowledge_token: KnowledgeTokenConfig | None = None
+    conventions: TestConventions = field(default_factory=TestConventions)
 
 
 # ----------------------------------------------------------------------------------------------- validation
+
+
+def crop_warp(cfg: TrainConfig) -> bool | str:
+    """The crop warp of ``cfg`` as the transforms take it: ``False`` (standard), ``True`` (UDP) or ``'dark'``."""
+    g = cfg.conventions.geometry
+    return bool(cfg.data.udp) if g == "auto" else {"standard": False, "udp": True, "dark": "dark"}[g]
 
 
 def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
@@ -399,8 +450,20 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         raise bad("optim.lr", f"must be positive, got {cfg.optim.lr}")
     if not 0.0 < cfg.schedule.epoch_decay <= 1.0:
         raise bad("schedule.epoch_decay", f"must be in (0, 1] (1: off), got {cfg.schedule.epoch_decay}")
+    if not cfg.optim.loss_spike >= 0:
+        raise bad("optim.loss_spike", f"must be >= 0 (0: off), got {cfg.optim.loss_spike}")
     if not 0.0 <= cfg.optim.layer_decay <= 1.0:
         raise bad("optim.layer_decay", f"must be in [0, 1] (0: off), got {cfg.optim.layer_decay}")
+    from slimpose.codecs._gaussian import NONPOSITIVE, QUARTER_BOUNDS
+    from slimpose.codecs.udp_heatmap import BLURS as UDP_BLURS
+
+    for name, value, allowed in (("geometry", cfg.conventions.geometry, GEOMETRIES),
+                                 ("flip_coords", cfg.conventions.flip_coords, FLIP_COORD_RULES),
+                                 ("quarter_bounds", cfg.conventions.quarter_bounds, QUARTER_BOUNDS),
+                                 ("udp_blur", cfg.conventions.udp_blur, UDP_BLURS),
+                                 ("nonpositive", cfg.conventions.nonpositive, NONPOSITIVE)):
+        if value not in allowed:
+            raise bad(f"conventions.{name}", f"{value!r} is not one of {', '.join(allowed)}")
     if cfg.simcc is not None:
         from slimpose.codecs.simcc import SCORE_MODES, SMOOTHING_TYPES
 

@@ -104,7 +104,7 @@ class TopDownDataset(Dataset):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
         self.train = bool(train)
-        self.udp = bool(udp)
+        self.udp = udp if udp == "dark" else bool(udp)  # 'dark': the TokenPose / PPT warp
         self.aug = (aug if aug is not None else AugmentConfig()) if self.train else None
         self.seed = 0 if seed is None else int(seed)
         self.padding = float(padding)

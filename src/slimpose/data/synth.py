@@ -12,6 +12,7 @@ The same seed gives byte-identical files (one random stream per image: SeedSeque
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -25,7 +26,7 @@ import numpy as np
 
 from slimpose.data import synth_body as sb
 from slimpose.data import synth_render as sr
-from slimpose.utils.io import SlimposeInputError, atomic_path, write_json_atomic
+from slimpose.utils.io import SlimposeInputError, atomic_path, remove_stale_tmp, write_json_atomic
 
 COCO_PERSON_CATEGORY: dict[str, Any] = {
     "supercategory": "person",
@@ -494,6 +495,102 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+# a low estimate of one synthetic JPEG's size (bytes per pixel; they take 0.15 - 0.3 at quality 90)
+JPEG_BYTES_PER_PIXEL = 0.1
+
+
+# image ids are written as ``{id:09d}`` file names (id = index + 1)
+MAX_SYNTH_IMAGES = 999_999_999
+# a low estimate of the memory one image takes while the split is written: its job tuple and its image record
+# with the annotations (3-D joints, camera) are all held until the label json is written
+RECORD_BYTES_PER_IMAGE = 2_000
+
+
+def available_memory() -> int:
+    """Bytes of physical memory (what the job and result lists of a split can at most take)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not on this platform: no memory bound
+        return 2 ** 62
+
+
+def check_memory(out_dir: str | os.PathLike, num_images: int) -> None:
+    """A SlimposeInputError naming ``out_dir`` when the records of ``num_images`` images cannot be held in
+    memory (they are, until the label json is written)."""
+    need = int(num_images) * RECORD_BYTES_PER_IMAGE
+    total = available_memory()
+    if need > total:
+        raise SlimposeInputError(f"synthetic data set {out_dir}: {num_images} images need at least "
+                                 f"{need / 1e9:,.1f} GB of memory for their records, this machine has "
+                                 f"{total / 1e9:,.1f} GB; write fewer images per split")
+
+
+def check_disk_space(out_dir: str | os.PathLike, num_images: int, width: int, height: int) -> None:
+    """A SlimposeInputError naming ``out_dir`` when ``num_images`` images cannot fit on its disk (before
+    anything is written or any per-image job is built)."""
+    import shutil
+
+    need = num_images * width * height * JPEG_BYTES_PER_PIXEL
+    probe = Path(out_dir).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise SlimposeInputError(f"synthetic data set {out_dir}: {num_images} images of {width}x{height} need at "
+                                 f"least {need / 1e9:,.1f} GB, {free / 1e9:,.1f} GB are free there")
+
+
+def annotation_path(out_dir: str | os.PathLike, split: str, skeleton: str = "coco") -> Path:
+    """The label file ``generate_synthetic_dataset`` writes for ``split`` and ``skeleton``."""
+    name = {"coco": "person_keypoints", "mpii": "mpii"}.get(skeleton, skeleton)
+    return Path(out_dir) / "annotations" / f"{name}_{split}.json"
+
+
+# the label files over ``images/{split}/``: the COCO, AI Challenger and CrowdPose writers label the same
+# images under the same names, so each of them is a label file of the split's images (MPII has its own names)
+SHARED_IMAGE_SKELETONS = ("coco", "aic", "crowdpose")
+
+
+def split_label_paths(out_dir: str | os.PathLike, split: str, skeleton: str = "coco") -> list[Path]:
+    """Every label file over the images ``skeleton`` writes for ``split`` (its own first)."""
+    own = annotation_path(out_dir, split, skeleton)
+    if skeleton not in SHARED_IMAGE_SKELETONS:
+        return [own]
+    return [own] + [annotation_path(out_dir, split, other) for other in SHARED_IMAGE_SKELETONS
+                    if other != skeleton]
+
+
+def label_mismatch(path: Path, num_images: int, seed: int, image_size: tuple[int, int]) -> str | None:
+    """How the existing label file ``path`` disagrees with a request for ``num_images`` images of ``seed`` and
+    ``image_size`` (seed, image size and image count, what the file records); None when it agrees."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        info = data.get("info") or {}
+        recorded = {"seed": info.get("seed"), "image size": list(info.get("image_size") or []),
+                    "images": len(data.get("images") or [])}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return f"unreadable ({exc})"
+    wanted = {"seed": int(seed), "image size": [int(image_size[0]), int(image_size[1])],
+              "images": int(num_images)}
+    diffs = [f"{key} {recorded[key]} (requested {wanted[key]})" for key in wanted if recorded[key] != wanted[key]]
+    return ", ".join(diffs) or None
+
+
+def conflicting_labels(out_dir: str | os.PathLike, split: str, skeleton: str, num_images: int, seed: int,
+                       image_size: tuple[int, int]) -> list[tuple[Path, str]]:
+    """The existing label files of ``split`` that new images would leave wrong: ``skeleton``'s own file, and
+    any other label file over the same images whose recorded seed / image size / count differ."""
+    own, *others = split_label_paths(out_dir, split, skeleton)
+    found = [(own, "would be replaced")] if own.exists() else []
+    for path in others:
+        if path.exists():
+            why = label_mismatch(path, num_images, seed, image_size)
+            if why is not None:
+                found.append((path, f"labels other images: {why}"))
+    return found
+
+
 def checked_config(out_dir: str | os.PathLike, num_images: int, seed: int, split: str,
                    image_size: tuple[int, int], config: SynthConfig | None) -> SynthConfig:
     """Validate the generator's arguments (SlimposeInputError naming ``out_dir``); the config to use."""
@@ -506,6 +603,11 @@ def checked_config(out_dir: str | os.PathLike, num_images: int, seed: int, split
     width, height = int(image_size[0]), int(image_size[1])
     if width < 32 or height < 32:
         raise SlimposeInputError(f"synthetic data set {out_dir}: image size {width}x{height} is below 32x32")
+    if int(num_images) > MAX_SYNTH_IMAGES:
+        raise SlimposeInputError(f"synthetic data set {out_dir}: at most {MAX_SYNTH_IMAGES:,} images per split "
+                                 f"(the ids are 9-digit file names), got {int(num_images):,}")
+    check_memory(out_dir, int(num_images))
+    check_disk_space(out_dir, int(num_images), width, height)
     cfg = config or SynthConfig()
     return SynthConfig(**{**cfg.__dict__, "image_size": (width, height)})
 
@@ -585,11 +687,23 @@ def generate_synthetic_dataset(
     (``synth_mpii.write_synthetic_mpii``: ``out_dir/annotations/mpii_{split}.json`` + ``out_dir/images``);
     ``"aic"`` / ``"crowdpose"`` the same images and file names with 14-joint COCO-format labels
     (``synth_coco14.write_synthetic_coco14``: ``out_dir/annotations/{aic,crowdpose}_{split}.json``).
+    The split's existing label file, and any other skeleton's label file over the same ``images/{split}/``
+    that records another seed, image size or count, is deleted before the first image is written
+    (``slimpose data synth`` refuses such files without ``--overwrite``, and with it deletes every label
+    file over those images); a count that cannot fit on the disk is refused up front.
     """
     if skeleton not in SKELETONS:
         raise SlimposeInputError(f"synthetic data set {out_dir}: unknown skeleton {skeleton!r} "
                                  f"(choose from {', '.join(SKELETONS)})")
     cfg = checked_config(out_dir, num_images, seed, split, image_size, config)
+    # the old labels of these images go first: a run killed while writing images leaves no labels (the split
+    # is then evidently incomplete), never old labels over new images. That is the skeleton's own file and
+    # every other skeleton's file over the same images/{split}/ that records another seed / size / count
+    # (``slimpose data synth --overwrite`` deletes them all before calling this).
+    for path, _ in conflicting_labels(out_dir, split, skeleton, num_images, seed, cfg.image_size):
+        path.unlink(missing_ok=True)
+    for folder in (Path(out_dir) / "images", Path(out_dir) / "images" / split):
+        remove_stale_tmp(folder)  # what a killed earlier run left
     if skeleton == "mpii":
         from slimpose.data.synth_mpii import write_synthetic_mpii
 

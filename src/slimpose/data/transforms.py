@@ -9,6 +9,9 @@ Conventions (docs/architecture.md): pixels, ``center``/``scale`` in pixels, size
   first and last pixel centres span exactly the box. MMPose 1.x ``get_udp_warp_matrix`` rotates the
   other way round than its ``get_warp_matrix``; here both use the same rotation sense (that of HRNet and
   the original UDP code), which is immaterial for the symmetric random rotation.
+* ``udp='dark'`` (TokenPose / PPT, whose ``get_affine_transform`` is the DARK authors'): the box centre goes
+  to ``(output_size - 1) / 2`` and the zoom is ``(output_size[0] - 1) / (scale[0] - 1)`` for both axes
+  (``conventions.geometry='dark'``, docs/conversion.md).
 
 A positive ``rotation`` turns the image content counter-clockwise in the crop (HRNet convention).
 """
@@ -102,7 +105,13 @@ def center_scale_to_bbox_xywh(center: Sequence[float], scale: Sequence[float],
 def _similarity(center, scale, rotation_deg: float, output_size, udp: bool, inv: bool) -> np.ndarray:
     """dst = diag(k) R(-rot) (src - center) + dst_center, or its inverse; float64 (2, 3)."""
     cx, cy = float(center[0]), float(center[1])
-    if udp:
+    if udp == "dark":  # TokenPose / PPT (DARK authors' get_affine_transform): one zoom from the widths - 1
+        if not float(scale[0]) > 1.0:
+            raise ValueError(f"the 'dark' crop warp (TokenPose / PPT) zooms by (output_w - 1) / (box_w - 1): it needs "
+                             f"a box wider than 1 px, got a width of {float(scale[0])}")
+        kx = ky = (output_size[0] - 1.0) / (float(scale[0]) - 1.0)
+        dx, dy = 0.5 * (output_size[0] - 1.0), 0.5 * (output_size[1] - 1.0)
+    elif udp:
         kx = (output_size[0] - 1.0) / float(scale[0])
         ky = (output_size[1] - 1.0) / float(scale[1])
         dx, dy = 0.5 * (output_size[0] - 1.0), 0.5 * (output_size[1] - 1.0)
@@ -130,9 +139,9 @@ def get_udp_warp_matrix(center, scale, rotation_deg: float, output_size, inv: bo
     return _similarity(center, scale, rotation_deg, output_size, udp=True, inv=inv)
 
 
-def get_warp_matrix(center, scale, rotation_deg: float, output_size, udp: bool = False,
+def get_warp_matrix(center, scale, rotation_deg: float, output_size, udp: bool | str = False,
                     inv: bool = False) -> np.ndarray:
-    """``get_udp_warp_matrix`` if ``udp`` else ``get_affine_matrix``."""
+    """``get_udp_warp_matrix`` if ``udp`` else ``get_affine_matrix``; ``udp='dark'``: the TokenPose / PPT warp."""
     return _similarity(center, scale, rotation_deg, output_size, udp=udp, inv=inv)
 
 

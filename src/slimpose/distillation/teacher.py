@@ -65,7 +65,7 @@ def load_teacher(checkpoint: str | None, model_name: str, overrides: dict[str, A
     ckpt = load_checkpoint(checkpoint)
     name = str(ckpt.get("model_name") or model_name)
     if teacher is not None:
-        load_model_weights(teacher, ckpt)
+        load_model_weights(teacher, ckpt, where=checkpoint, expected=f"the teacher {type(teacher).__name__}")
         record = TeacherRecord(str(checkpoint), file_sha256(checkpoint), name,
                                {"built_by_caller": type(teacher).__name__})
         return teacher, record.to_dict()
@@ -79,7 +79,7 @@ def load_teacher(checkpoint: str | None, model_name: str, overrides: dict[str, A
     merged.setdefault("num_keypoints", num_keypoints)
     merged.setdefault("input_size", tuple(input_size))
     teacher = models.create_model(name, **merged)
-    load_model_weights(teacher, ckpt)
+    load_model_weights(teacher, ckpt, where=checkpoint, expected=f"the teacher {name!r} with {merged}")
     extra: dict[str, Any] = {"overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}}
     best = ckpt.get("best")
     if isinstance(best, dict) and best.get("value") is not None:

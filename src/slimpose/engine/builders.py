@@ -129,7 +129,9 @@ def build_augment(cfg: TrainConfig) -> Any:
 def topdown_dataset(cfg: TrainConfig, instances: list[Any], info: Any, codec: Any, train: bool) -> Any:
     from slimpose.data.dataset import TopDownDataset
 
-    return TopDownDataset(instances, info, codec, tuple(cfg.data.input_size), train=train, udp=cfg.data.udp,
+    from slimpose.config.schema import crop_warp
+
+    return TopDownDataset(instances, info, codec, tuple(cfg.data.input_size), train=train, udp=crop_warp(cfg),
                           aug=build_augment(cfg), seed=cfg.seed)
 
 
@@ -253,7 +255,9 @@ def build_evaluator(cfg: TrainConfig, dist: DistInfo, out_dir: str | Path, codec
     metric = spec.metric.for_split(spec, split_files(cfg, "val").ann, instances)
     predicted = model_info(cfg)
     _, select = skeleton_map(predicted, None if predicted is spec.info else spec.info.name)
-    return Evaluator(loader, spec.info, metric, out_dir, udp=cfg.data.udp, flip_test=cfg.flip_test,
+    from slimpose.config.schema import crop_warp
+
+    return Evaluator(loader, spec.info, metric, out_dir, udp=crop_warp(cfg), flip_test=cfg.flip_test,
                      score_thr=cfg.score_thr, nms_thr=cfg.nms_thr, device=dist.device, model_info=predicted,
                      select=select)
 

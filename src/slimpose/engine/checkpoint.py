@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimpose.utils.io import SlimposeInputError, atomic_path, torch_save_atomic
+from slimpose.utils.io import SlimposeInputError, atomic_path, remove_stale_tmp, torch_save_atomic
 
 CHECKPOINT_FORMAT = "slimpose-checkpoint-v1"
 
@@ -63,7 +63,61 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically: a failed save leaves any previous file untouched."""
     state = dict(state)
     state.setdefault("format", CHECKPOINT_FORMAT)
+    remove_stale_tmp(Path(path).parent, Path(path).name)  # what a killed earlier save left behind
     return torch_save_atomic(state, path)
+
+
+def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def describe_checkpoint(ckpt: dict[str, Any]) -> str:
+    """Which model a checkpoint holds, from its ``model_name`` and ``config.model.overrides`` (if present)."""
+    name = ckpt.get("model_name")
+    config = ckpt.get("config")
+    overrides = None
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        name = name or config["model"].get("name")
+        overrides = config["model"].get("overrides") or None
+    if not name:
+        return "weights without a model name"
+    return f"a {name!r} model" + (f" (overrides {overrides})" if overrides else "")
+
+
+def mismatched_shapes(module: torch.nn.Module, sd: dict[str, Any]) -> list[tuple[str, tuple, tuple]]:
+    """``(key, checkpoint shape, module shape)`` of every tensor the module has under another shape."""
+    own = module.state_dict()
+    return [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sd.items()
+            if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
+
+
+def load_fitting_state(module: torch.nn.Module, sd: dict[str, Any], where: str, held: str, expected: str,
+                       strict: bool = True) -> Any:
+    """``module.load_state_dict(sd, strict)``; weights that do not fit (a checkpoint of another architecture)
+    are a SlimposeInputError naming the file (``where``), what it holds and what was expected, never a
+    size-mismatch traceback. Returns the load result (missing / unexpected keys when not ``strict``)."""
+    try:
+        return module.load_state_dict(sd, strict=strict)
+    except RuntimeError as e:
+        error = e
+    own = module.state_dict()
+    bad = mismatched_shapes(module, sd)
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    parts = []
+    if bad:
+        k, a, b = bad[0]
+        parts.append(f"{len(bad)} tensors of another shape, e.g. {k}: {list(a)} in the file, {list(b)} in the model")
+    if strict and missing:
+        parts.append(f"missing: {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    if strict and unexpected:
+        parts.append(f"unexpected: {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    if not parts:  # keys the module renames itself (a distiller's legacy keys): PyTorch's first line
+        parts.append(str(error).strip().splitlines()[0][:300])
+    raise SlimposeInputError(f"{where}: holds {held}, but {expected} is expected here; the weights do not fit "
+                             f"({'; '.join(parts)})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -89,22 +143,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def load_model_weights(
-    model: torch.nn.Module, ckpt: dict[str, Any] | str | os.PathLike, strict: bool = True
+    model: torch.nn.Module, ckpt: dict[str, Any] | str | os.PathLike, strict: bool = True,
+    where: str | os.PathLike | None = None, expected: str | None = None,
 ) -> None:
-    """Load the ``model`` entry of a checkpoint into ``model`` (strips a ``module.`` DDP prefix)."""
-    where = str(ckpt) if not isinstance(ckpt, dict) else "checkpoint"
+    """Load the ``model`` entry of a checkpoint into ``model`` (strips a ``module.`` DDP prefix). Weights of
+    another architecture are a SlimposeInputError naming the file (``where``, default: the path given), the
+    model the file holds and ``expected`` (default: the model's class)."""
+    where = str(where if where is not None else ckpt if not isinstance(ckpt, dict) else "checkpoint")
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
     sd = ckpt["model"]
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    result = model.load_state_dict(sd, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise SlimposeInputError(
-            f"{where}: weights do not match the model (missing: {result.missing_keys[:5]}"
-            f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected: {result.unexpected_keys[:5]}"
-            f"{'...' if len(result.unexpected_keys) > 5 else ''})"
-        )
+    load_fitting_state(model, sd, where, describe_checkpoint(ckpt), expected or f"a {type(model).__name__}",
+                       strict=strict)
 
 
 def export_safetensors(ckpt: dict[str, Any] | str | os.PathLike, out: str | os.PathLike) -> Path:

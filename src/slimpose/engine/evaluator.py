@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from slimpose.engine.distributed import all_gather_object, broadcast_object, is_main_process
-from slimpose.utils.io import write_json_atomic
+from slimpose.utils.io import unwrapped_batches, write_json_atomic
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -53,7 +53,7 @@ def collect_predictions(
 
         batches = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
     with torch.no_grad():
-        for batch in batches:
+        for batch in unwrapped_batches(batches):
             inputs = batch[spec.batch_key].to(device, non_blocking=True)
             with ctx():
                 kpts, scores = task.predict(inputs, flip_pairs)

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from slimpose.engine.checkpoint import capture_rng_state, save_checkpoint
+from slimpose.engine.checkpoint import capture_rng_state, non_finite_tensors, save_checkpoint
 from slimpose.engine.distributed import all_gather_object, broadcast_buffers
+from slimpose.evaluation.coco import NonFinitePredictionError
 from slimpose.evaluation.metrics import MODES, is_better
-from slimpose.utils.io import SlimposeInputError
+from slimpose.utils.io import SlimposeInputError, write_text_atomic
 
 if TYPE_CHECKING:
     from slimpose.engine.loop import TrainLoop
@@ -46,7 +47,8 @@ class Hook:
 
 class EvalHook(Hook):
     """Evaluate every ``interval`` epochs and after the last one; metrics go to ``loop.epoch_metrics`` and
-    the epoch summary as ``val_<name>``. Every rank evaluates rank 0's weights (buffers broadcast)."""
+    the epoch summary as ``val_<name>``. Every rank evaluates rank 0's weights (buffers broadcast). NaN / inf
+    predictions are a ``TrainingDivergedError`` naming the last good checkpoint."""
 
     def __init__(self, evaluator: Any, interval: int, autocast: Callable | None = None, progress: bool = False):
         self.evaluator = evaluator
@@ -61,7 +63,14 @@ class EvalHook(Hook):
         if not self.due(loop):
             return
         broadcast_buffers(loop.task)
-        metrics = self.evaluator.run(loop.task, tag="val", autocast=self.autocast, progress=self.progress)
+        try:
+            metrics = self.evaluator.run(loop.task, tag="val", autocast=self.autocast, progress=self.progress)
+        except NonFinitePredictionError as e:  # finite weights whose predictions overflow: the run diverged
+            from slimpose.engine.loop import TrainingDivergedError
+
+            raise TrainingDivergedError(f"training diverged: the model predicts NaN or infinite values after epoch "
+                                        f"{loop.epoch} ({e}); this epoch is not saved, {loop.last_good_text()}"
+                                        ) from None
         loop.epoch_metrics = metrics
         loop.summary.update({f"val_{k}": v for k, v in metrics.items()})
 
@@ -69,7 +78,9 @@ class EvalHook(Hook):
 class CheckpointHook(Hook):
     """Write ``last.pth`` after every epoch and ``best.pth`` when ``metric`` improves in direction ``mode``
     ('max' or 'min'). Runs on every rank (the RNG states of all ranks are gathered, so a resume with the
-    same number of processes restores each rank's stream); files are written by rank 0, atomically."""
+    same number of processes restores each rank's stream); files are written by rank 0, atomically, and
+    only with finite weights (else a ``TrainingDivergedError``: a good checkpoint is never replaced by a bad
+    one). The loop's ``last_good`` names the file written."""
 
     key = "best"
 
@@ -94,10 +105,18 @@ class CheckpointHook(Hook):
         loop.summary[f"best_{self.metric}"] = self.value
         if loop.is_main:
             state = loop.state_dict()
+            bad = non_finite_tensors(state["task"])
+            if bad:
+                from slimpose.engine.loop import TrainingDivergedError
+
+                raise TrainingDivergedError(
+                    f"training diverged: {len(bad)} weight tensors hold NaN or infinite values after epoch "
+                    f"{loop.epoch} (e.g. {bad[0]}); not saved, {loop.last_good_text()}")
             state["rng_per_rank"] = rng_all
             save_checkpoint(state, self.work_dir / "last.pth")
             if improved:
                 save_checkpoint(state, self.work_dir / "best.pth")
+        loop.last_good = (self.work_dir / "last.pth", loop.epoch)
         if missing:  # after last.pth is written: the epoch's training is not lost
             raise SlimposeInputError(f"best_metric {self.metric!r} is not a validation metric of this run "
                                      f"({', '.join(sorted(metrics))}); last.pth of epoch {loop.epoch} is saved")
@@ -119,7 +138,9 @@ class CheckpointHook(Hook):
 
 class LoggerHook(Hook):
     """JSON-lines log ``log.jsonl`` (rank 0) every ``interval`` steps and per epoch, TensorBoard if it
-    imports and is enabled, and one console line per epoch with the loss and ``shown`` metrics."""
+    imports and is enabled, and one console line per epoch with the loss and ``shown`` metrics. On resume
+    the records past the checkpoint's step (and a line cut short by a kill) are dropped: the replayed steps
+    are logged once; a fresh run (``global_step`` 0 when training starts) starts a new ``log.jsonl``."""
 
     def __init__(self, work_dir: str | Path, interval: int = 50, tensorboard: bool = False,
                  shown: tuple[str, ...] = ("train_loss",), enabled: bool = True) -> None:
@@ -127,12 +148,22 @@ class LoggerHook(Hook):
         self.interval = int(interval)
         self.shown = shown
         self.enabled = enabled
-        self.tb = None
-        if enabled and tensorboard:
+        self.tensorboard = bool(tensorboard)
+        self.tb_dir = Path(work_dir) / "tb"
+        self.tb = None  # the writer is opened in before_train: building a run writes nothing into tb/
+
+    def before_train(self, loop: TrainLoop) -> None:
+        if not self.enabled:
+            return
+        if loop.global_step == 0 and self.path.is_file():
+            # a fresh run (a resume has global_step > 0): a log a killed earlier run left (one that wrote
+            # no checkpoint, so nothing refused the folder) would otherwise get this run's steps appended
+            self.path.unlink()
+        if self.tensorboard and self.tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(log_dir=str(Path(work_dir) / "tb"))
+                self.tb = SummaryWriter(log_dir=str(self.tb_dir))
             except Exception:  # noqa: BLE001 - tensorboard missing or broken: JSON log only
                 self.tb = None
 
@@ -145,6 +176,22 @@ class LoggerHook(Hook):
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):
                     self.tb.add_scalar(f"{prefix}/{k}", v, step)
+
+    def load_from_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        if not self.enabled or not self.path.is_file() or "global_step" not in ckpt:
+            return
+        step = int(ckpt["global_step"])
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line)
+        if kept != lines:
+            write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
 
     def after_step(self, loop: TrainLoop, values: dict[str, float]) -> None:
         if loop.global_step % self.interval == 0:

@@ -1,17 +1,22 @@
 """The training loop: handed its task, data, optimizer and schedule, extended by hooks (Detectron2 style).
 
 ``TrainLoop.fit`` runs epochs of ``task(batch) -> (loss, logs)`` over the train loader: AMP autocast
-(CUDA), a NaN / inf guard (all ranks stop together), gradient scaling and clipping, one scheduler step per
-iteration. Everything else is a hook (``slimpose.engine.hooks``): evaluation, checkpoints and the best
-checkpoint by a named metric with a direction, logging, the distillation schedule. ``state_dict`` holds
-everything a resumed run needs to reproduce the uninterrupted one bit for bit: task (model and head),
+(CUDA), a divergence guard (all ranks stop together: a NaN / inf loss, a loss spike of more than
+``loss_spike`` times the running scale above the running median, NaN / inf weights after an epoch, which
+are then neither evaluated nor saved), gradient scaling and clipping, one scheduler step per iteration.
+Everything else is a hook (``slimpose.engine.hooks``): evaluation, checkpoints and the best checkpoint
+by a named metric with a direction, logging, the distillation schedule. ``state_dict`` holds everything a
+resumed run needs to reproduce the uninterrupted one bit for bit: task (model and head),
 optimizer, scheduler, scaler, counters, hook states and the RNG states (gathered from every rank by the
 checkpoint hook).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,14 +25,32 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from slimpose.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from slimpose.engine.checkpoint import (
+    capture_rng_state,
+    describe_checkpoint,
+    load_checkpoint,
+    load_fitting_state,
+    non_finite_tensors,
+    restore_rng_state,
+)
 from slimpose.engine.distributed import DistInfo, all_reduce_tensor, barrier
 from slimpose.engine.hooks import Hook
-from slimpose.utils.io import SlimposeInputError
+from slimpose.utils.io import SlimposeInputError, unwrapped_batches
+
+# the loss-spike guard: stop when a loss exceeds the median of the last SPIKE_WINDOW losses by more than
+# ``loss_spike`` times a scale (checked once SPIKE_MIN_STEPS losses are known). The scale is the median of the
+# window's absolute values, floored at SPIKE_SCALE_FLOOR times the median absolute value of the run's first
+# SPIKE_MIN_STEPS losses: a loss that settles near or crosses zero (an RLE negative log-likelihood goes
+# negative) keeps the run's starting magnitude as its yardstick instead of a scale that collapses to ~0
+DEFAULT_LOSS_SPIKE = 100.0
+SPIKE_WINDOW = 50
+SPIKE_MIN_STEPS = 20
+SPIKE_SCALE_FLOOR = 0.01
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+    """Training diverged (a NaN / inf loss, a loss spike, NaN / inf weights); the message names the step and
+    the last good checkpoint this run wrote (or says that there is none)."""
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -44,6 +67,10 @@ class TrainLoop:
         hooks: run in order at every call point (evaluation before checkpointing before logging).
         train_task: what the forward goes through (``task`` itself or its DistributedDataParallel wrapper).
         metadata: entries copied into every checkpoint (``config``, ``model_name``).
+        loss_spike: stop when a loss is more than this many times the running scale (median of the last
+            ``SPIKE_WINDOW`` absolute losses, at least ``SPIKE_SCALE_FLOOR`` times the median absolute value
+            of the first ``SPIKE_MIN_STEPS`` losses) above their median (0: off; ``optim.loss_spike`` of a
+            config).
         on_close: called once by ``close()`` (e.g. to end the process group the builder started).
     """
 
@@ -65,6 +92,7 @@ class TrainLoop:
         metadata: dict[str, Any] | None = None,
         progress: bool = False,
         on_close: Callable[[], None] | None = None,
+        loss_spike: float = DEFAULT_LOSS_SPIKE,
     ) -> None:
         self.task = task
         self.train_task = train_task if train_task is not None else task
@@ -87,6 +115,10 @@ class TrainLoop:
         self.epoch_metrics: dict[str, float] | None = None  # validation metrics of the last epoch, if any
         self.summary: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+        self.loss_spike = float(loss_spike)
+        self.recent_losses: collections.deque[float] = collections.deque(maxlen=SPIKE_WINDOW)
+        self.first_losses: list[float] = []  # the first SPIKE_MIN_STEPS finite losses this loop saw
+        self.last_good: tuple[Path, int] | None = None  # (file, epoch) of the last checkpoint written or resumed
 
     @property
     def is_main(self) -> bool:
@@ -129,7 +161,9 @@ class TrainLoop:
         ckpt = load_checkpoint(path, map_location=self.device)
         if "task" not in ckpt or "optimizer" not in ckpt:
             raise SlimposeInputError(f"{path}: not a slimpose training checkpoint (no task/optimizer state)")
-        self.task.load_state_dict(ckpt["task"])
+        held = describe_checkpoint(ckpt)
+        expected = describe_checkpoint(self.metadata) if self.metadata else f"a {type(self.task).__name__}"
+        load_fitting_state(self.task, ckpt["task"], str(path), held, expected)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -144,8 +178,33 @@ class TrainLoop:
             restore_rng_state(per_rank[self.dist.rank])
         elif reseed is not None:
             reseed(self.global_step)
+        self.last_good = (Path(path), self.epoch)
         if self.is_main:
             print(f"[slimpose] resumed from {path} at epoch {self.epoch} (step {self.global_step})", file=sys.stderr)
+
+    def last_good_text(self) -> str:
+        """Where the last good weights are, for a divergence message."""
+        if self.last_good is not None:
+            return f"the last good checkpoint is {self.last_good[0]} (epoch {self.last_good[1]})"
+        return "no checkpoint was written before (this run diverged in its first epoch)"
+
+    def is_spike(self, value: float) -> bool:
+        """Whether ``value`` is a loss spike against the recent losses (see ``loss_spike``)."""
+        if self.loss_spike <= 0 or len(self.recent_losses) < SPIKE_MIN_STEPS or not math.isfinite(value):
+            return False
+        median = statistics.median(self.recent_losses)
+        start = statistics.median(abs(v) for v in self.first_losses) if self.first_losses else 0.0
+        scale = max(statistics.median(abs(v) for v in self.recent_losses), SPIKE_SCALE_FLOOR * start, 1e-12)
+        return value - median > self.loss_spike * scale
+
+    def check_weights(self) -> None:
+        """A TrainingDivergedError if the task's weights hold NaN / inf (after an epoch, before anything is
+        evaluated or saved): a bad checkpoint never replaces a good one."""
+        bad = non_finite_tensors(self.task.state_dict())
+        if bad:
+            raise TrainingDivergedError(
+                f"training diverged: {len(bad)} weight tensors hold NaN or infinite values after epoch "
+                f"{self.epoch} (e.g. {bad[0]}); they are not saved, {self.last_good_text()}")
 
     # ------------------------------------------------------------------ loop
 
@@ -159,15 +218,23 @@ class TrainLoop:
         batch = _to_device(batch, self.device)
         with self.autocast():
             loss, logs = self.train_task(batch)
-        finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+        value = float(loss.detach())
+        flags = torch.tensor([float(math.isfinite(value)), float(not self.is_spike(value))], device=loss.device)
         if self.dist.distributed:
-            all_reduce_tensor(finite, "min")
-        if finite.item() < 1:
-            where = f"{self.work_dir / 'last.pth'}" if self.work_dir is not None else "the last checkpoint"
+            all_reduce_tensor(flags, "min")
+        at = f"at epoch {epoch + 1}, iteration {iteration + 1}, global step {self.global_step + 1}"
+        if flags[0].item() < 1:
             raise TrainingDivergedError(
-                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, iteration {iteration + 1}, global step "
-                f"{self.global_step + 1}; training stopped, the last good checkpoint is {where} "
-                f"(epoch {self.epoch})")
+                f"training diverged: non-finite loss ({value}) {at}; training stopped, {self.last_good_text()}")
+        if flags[1].item() < 1:
+            median = statistics.median(self.recent_losses) if self.recent_losses else float("nan")
+            raise TrainingDivergedError(
+                f"training diverged: loss spike ({value:.4g}, the median of the last {len(self.recent_losses)} "
+                f"steps is {median:.4g}; optim.loss_spike={self.loss_spike:g}, 0 turns the check off) {at}; "
+                f"training stopped before this step, {self.last_good_text()}")
+        self.recent_losses.append(value)
+        if len(self.first_losses) < SPIKE_MIN_STEPS:
+            self.first_losses.append(value)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip > 0:
@@ -197,7 +264,7 @@ class TrainLoop:
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
-        for it, batch in enumerate(loader):
+        for it, batch in enumerate(unwrapped_batches(loader)):
             values = self.run_step(batch, epoch, it)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -223,6 +290,7 @@ class TrainLoop:
                     h.before_epoch(self)
                 stats = self.run_epoch()
                 self.epoch += 1
+                self.check_weights()
                 self.epoch_metrics = None
                 self.summary = {"epoch": self.epoch, **{f"train_{k}": v for k, v in stats.items()}}
                 for h in self.hooks:

@@ -21,11 +21,11 @@ from torch import nn
 from slimpose.config.parse import config_to_dict
 from slimpose.config.schema import TrainConfig, validate_config
 from slimpose.engine import builders
-from slimpose.engine.checkpoint import load_model_weights
+from slimpose.engine.checkpoint import describe_checkpoint, load_model_weights
 from slimpose.engine.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from slimpose.engine.hooks import CheckpointHook, EpochHook, EvalHook, LoggerHook
-from slimpose.engine.loop import TrainLoop
-from slimpose.utils.io import write_json_atomic
+from slimpose.engine.loop import DEFAULT_LOSS_SPIKE, TrainLoop
+from slimpose.utils.io import SlimposeInputError, remove_stale_tmp, write_json_atomic
 
 TaskOrBuilder = nn.Module | Callable[[], nn.Module] | None
 
@@ -62,11 +62,12 @@ def best_metric(cfg: TrainConfig, metric: Any) -> tuple[str, str]:
 
 
 def build_trainer(cfg: TrainConfig, task: TaskOrBuilder = None, resume: bool | str = False,
-                  dist: DistInfo | None = None) -> TrainLoop:
+                  dist: DistInfo | None = None, overwrite: bool = False) -> TrainLoop:
     """The training loop of ``cfg``: ``task`` is a built task, a zero-argument builder (called right after
     seeding, so every rank builds the same initial weights) or ``None`` (the ``TopDownTask`` of
     ``cfg.model``). ``resume``: ``True`` / ``'auto'`` continues from ``work_dir/last.pth``, a path from that
-    checkpoint. The loop's ``close()`` ends a process group it started."""
+    checkpoint. ``overwrite``: an earlier run's files in ``work_dir`` are deleted once the new run is built
+(``clear_earlier_run``). The loop's ``close()`` ends a process group it started."""
     cfg = validate_config(cfg)
     dist, own_dist = setup_run(cfg, dist)
     work_dir = start_run(cfg, dist)
@@ -78,15 +79,75 @@ def build_trainer(cfg: TrainConfig, task: TaskOrBuilder = None, resume: bool | s
     codec = task.head.codec
     train_loader = builders.build_train_loader(cfg, builders.build_train_dataset(cfg, codec), dist)
     evaluator = builders.build_evaluator(cfg, dist, work_dir, codec)
-    return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume)
+    return assemble_loop(cfg, task, train_task, train_loader, evaluator, dist, own_dist, resume, overwrite)
+
+
+# the files of a run that a new run into the same folder would replace or append to
+RUN_FILES = ("last.pth", "best.pth", "log.jsonl")
+# what else a run writes into its work dir (TensorBoard's folder, the evaluator's outputs): ``--overwrite``
+# clears these too, and nothing else in the folder
+RUN_OUTPUT_DIRS = ("tb",)
+RUN_OUTPUT_GLOBS = ("metrics_*.json", "results_*.json", "predictions_*.npz")
+
+
+def continues_run(work_dir: str | os.PathLike, resume: bool | str = False) -> bool:
+    """Whether ``resume`` continues the run in ``work_dir``: ``True`` / ``'auto'`` (its ``last.pth``) or a
+    checkpoint inside ``work_dir``; a checkpoint of another folder starts a new run here."""
+    if resume in (True, "auto"):
+        return True
+    if not resume:
+        return False
+    try:
+        Path(str(resume)).expanduser().resolve().relative_to(Path(work_dir).expanduser().resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def check_work_dir(work_dir: str | os.PathLike, resume: bool | str = False, overwrite: bool = False,
+                   is_main: bool = True) -> None:
+    """Refuse to start a fresh run in a folder holding an earlier run's checkpoints (``slimpose train`` without
+    ``--resume``): a SlimposeInputError naming them; with ``overwrite`` it passes. It deletes nothing: the
+    earlier run's files go in ``assemble_loop(..., overwrite=True)`` once the new run is built (and a resume
+    succeeded), so a run that fails to start leaves the earlier one whole. A ``resume`` of a checkpoint inside
+    ``work_dir`` (``True`` / ``'auto'``: its ``last.pth``) continues that run and passes; one from another
+    folder starts a new run here and is checked like a fresh start. ``is_main`` is kept for the callers."""
+    work_dir = Path(work_dir)
+    if continues_run(work_dir, resume):
+        return
+    found = [name for name in RUN_FILES[:2] if (work_dir / name).is_file()]
+    if found and not overwrite:
+        raise SlimposeInputError(f"{work_dir} holds {' and '.join(found)} of an earlier run: continue it with "
+                                 "--resume, pass --overwrite to replace it, or choose another --work-dir")
+
+
+def clear_earlier_run(work_dir: str | os.PathLike) -> list[Path]:
+    """Delete what an earlier run wrote into ``work_dir`` (``RUN_FILES``, ``tb/``, ``metrics_*.json``,
+    ``results_*.json``, ``predictions_*.npz``; not ``config.json``, which the new run has just rewritten, nor
+    any other file); returns the deleted paths. ``--overwrite``, called by rank 0 once the new run is built."""
+    import shutil
+
+    work_dir = Path(work_dir)
+    gone = [work_dir / name for name in RUN_FILES if (work_dir / name).is_file()]
+    for pattern in RUN_OUTPUT_GLOBS:
+        gone += sorted(p for p in work_dir.glob(pattern) if p.is_file())
+    for path in gone:
+        path.unlink(missing_ok=True)
+    for name in RUN_OUTPUT_DIRS:
+        if (work_dir / name).is_dir():
+            shutil.rmtree(work_dir / name)
+            gone.append(work_dir / name)
+    return gone
 
 
 def start_run(cfg: Any, dist: DistInfo) -> Path:
-    """The run's folder with its ``config.json`` (rank 0), then the seed every rank builds its weights with."""
+    """The run's folder (rank 0; temporary files a killed run left there are removed), then the seed every
+    rank builds its weights with. ``config.json`` is written by ``assemble_loop`` once the run is set up, so
+    that a run that fails to start leaves an existing one alone."""
     work_dir = Path(cfg.work_dir)
     if dist.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(work_dir / "config.json", config_to_dict(cfg), indent=2)
+        remove_stale_tmp(work_dir)
     builders.seed_everything(cfg.seed)  # same initial weights on every rank
     return work_dir
 
@@ -97,8 +158,6 @@ def wrap_task(cfg: Any, task: nn.Module, dist: DistInfo) -> tuple[nn.Module, nn.
     device = dist.device
     task = task.to(device)
     if cfg.sync_bn and dist.distributed:
-        from slimpose.utils.io import SlimposeInputError
-
         if device.type != "cuda":
             raise SlimposeInputError("sync_bn needs CUDA (SyncBatchNorm has no CPU implementation)")
         task = nn.SyncBatchNorm.convert_sync_batchnorm(task)
@@ -111,10 +170,14 @@ def wrap_task(cfg: Any, task: nn.Module, dist: DistInfo) -> tuple[nn.Module, nn.
 
 
 def assemble_loop(cfg: Any, task: nn.Module, train_task: nn.Module, train_loader: Any, evaluator: Any,
-                  dist: DistInfo, own_dist: bool, resume: bool | str = False) -> TrainLoop:
+                  dist: DistInfo, own_dist: bool, resume: bool | str = False, overwrite: bool = False
+                  ) -> TrainLoop:
     """The loop around a built task, its loader and evaluator: optimizer, schedule, AMP, the hooks
     (evaluation, last / best checkpoint by the metric's direction, logging, a distiller's epoch), the per-rank
-    RNG stream and an optional resume. Shared by every family (2-D top-down, 3-D lifting)."""
+    RNG stream and an optional resume; then the run's ``config.json`` (rank 0) and, with ``overwrite``, the
+    deletion of an earlier run's files (``clear_earlier_run``: only now, when the build and resume have
+    succeeded, so a run that fails to start destroys nothing). Shared by every family (2-D
+    top-down, 3-D lifting)."""
     device = dist.device
     work_dir = Path(cfg.work_dir)
     optimizer = builders.build_optimizer(cfg, task)
@@ -133,6 +196,7 @@ def assemble_loop(cfg: Any, task: nn.Module, train_task: nn.Module, train_loader
         hooks.insert(0, EpochHook(task))
     loop = TrainLoop(task, train_loader, optimizer, cfg.schedule.epochs, scheduler, hooks, train_task=train_task,
                      dist=dist, autocast=autocast, scaler=scaler, grad_clip=cfg.optim.grad_clip, work_dir=work_dir,
+                     loss_spike=getattr(cfg.optim, "loss_spike", DEFAULT_LOSS_SPIKE),
                      metadata={"config": config_to_dict(cfg), "model_name": cfg.model.name}, progress=progress,
                      on_close=(lambda: cleanup_distributed(dist)) if own_dist else None)
     # a per-rank RNG stream for dropout etc. (the initial weights above are identical on every rank)
@@ -140,6 +204,10 @@ def assemble_loop(cfg: Any, task: nn.Module, train_task: nn.Module, train_loader
     if resume:
         path = work_dir / "last.pth" if resume in (True, "auto") else Path(str(resume))
         loop.resume_from(path, reseed=lambda step: builders.seed_everything(cfg.seed + 1000 * dist.rank + 1 + step))
+    if dist.is_main:
+        if overwrite and not continues_run(work_dir, resume):  # a resume of this run keeps it
+            clear_earlier_run(work_dir)
+        write_json_atomic(work_dir / "config.json", config_to_dict(cfg), indent=2)
     return loop
 
 
@@ -152,7 +220,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir
     dist, own = setup_run(cfg, dist)
     try:
         model = build(cfg) if build is not None else builders.build_model(cfg, load_pretrained=False)
-        load_model_weights(model, checkpoint)
+        load_model_weights(model, checkpoint, expected=describe_checkpoint({"config": config_to_dict(cfg)}))
         task = builders.build_topdown_task(cfg, model).to(dist.device)
         evaluator = builders.build_evaluator(cfg, dist, out_dir if out_dir is not None else cfg.work_dir,
                                              task.head.codec)

@@ -37,10 +37,15 @@ COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "AR
 # Used by the CLI when K != 17 and no sigmas are named: the mean COCO sigma (~0.067) for every keypoint.
 UNIFORM_SIGMA = float(COCO_SIGMAS.mean())
 
+
+class NonFinitePredictionError(ValueError):
+    """A prediction holds NaN or infinite keypoints / scores (``topdown_rescore``): the model diverged. Its own
+    type so that the training loop's evaluation recognises a diverged run by type, not by message text."""
+
 __all__ = [
     "COCO_SIGMAS", "COCO_STAT_NAMES", "UNIFORM_SIGMA", "TopDownPrediction", "load_coco_gt",
     "infer_num_keypoints", "resolve_sigmas", "evaluate_coco_keypoints", "topdown_rescore",
-    "topdown_postprocess", "stats_table", "dataset_sigma_names",
+    "topdown_postprocess", "stats_table", "dataset_sigma_names", "check_coco_gt",
 ]
 
 
@@ -57,12 +62,42 @@ def load_coco_gt(gt: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, A
     return data, str(gt)
 
 
+def _ann_id(ann: Mapping[str, Any]) -> str:
+    """`` (id N)`` for an annotation with an id, else nothing."""
+    return f" (id {ann['id']!r})" if isinstance(ann, Mapping) and "id" in ann else ""
+
+
+def _numbers(value: Any, where: str, what: str) -> np.ndarray:
+    """``value`` as a float array, or a SlimposeInputError naming ``where`` and the field."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SlimposeInputError(f"{where}: {what} must be numbers, got {value!r}"[:300]) from None
+
+
 def infer_num_keypoints(dataset: Mapping[str, Any], source: str = "ground truth") -> int:
     """K from the annotations' keypoint arrays, else from the categories' ``keypoints`` names."""
-    lengths = {len(a.get("keypoints", [])) for a in dataset.get("annotations", []) if isinstance(a, Mapping)}
-    lengths.discard(0)
+    by_length: dict[int, list[int]] = defaultdict(list)  # keypoint-array length -> annotation indices
+    for i, a in enumerate(dataset.get("annotations", [])):
+        if isinstance(a, Mapping):
+            kp = a.get("keypoints", [])
+            if isinstance(kp, np.ndarray) and kp.ndim != 1:
+                raise SlimposeInputError(f"{source}: annotations[{i}]{_ann_id(a)}: keypoints must be a flat "
+                                         f"[x, y, v] * K, got an array of shape {kp.shape}")
+            if not isinstance(kp, (list, tuple, np.ndarray)):
+                raise SlimposeInputError(f"{source}: annotations[{i}]{_ann_id(a)}: keypoints must be a list "
+                                         f"[x, y, v] * K, got {type(kp).__name__}")
+            by_length[len(kp)].append(i)
+    by_length.pop(0, None)
+    lengths = set(by_length)
     if len(lengths) > 1:
-        raise SlimposeInputError(f"{source}: annotations have different keypoint lengths {sorted(lengths)}")
+        common = max(by_length, key=lambda n: len(by_length[n]))
+        odd = min((n for n in by_length if n != common), key=lambda n: by_length[n][0])
+        i = by_length[odd][0]
+        ann = dataset["annotations"][i]
+        raise SlimposeInputError(f"{source}: annotations[{i}]{_ann_id(ann)}: {odd} keypoint values, while "
+                                 f"{len(by_length[common])} annotations have {common} (lengths "
+                                 f"{sorted(lengths)})")
     if lengths:
         (n,) = lengths
         if n % 3 != 0:
@@ -91,7 +126,7 @@ def _prepare_gt(
     anns = []
     seen_ids: set = set()
     for i, ann in enumerate(dataset["annotations"]):
-        where = f"{source}: annotations[{i}]"
+        where = f"{source}: annotations[{i}]{_ann_id(ann)}"
         if not isinstance(ann, Mapping):
             raise SlimposeInputError(f"{where}: expected an object")
         ann = dict(ann)
@@ -100,25 +135,36 @@ def _prepare_gt(
                 raise SlimposeInputError(f"{where}: missing key '{key}'")
         if ann["image_id"] not in image_ids:
             raise SlimposeInputError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
-        kp = np.asarray(ann["keypoints"], dtype=np.float64)
+        kp = _numbers(ann["keypoints"], where, "keypoints")
         if kp.shape != (3 * num_keypoints,):
             raise SlimposeInputError(f"{where}: keypoints must have {3 * num_keypoints} values, "
                                      f"got {kp.size}")
         if not np.all(np.isfinite(kp)):
             raise SlimposeInputError(f"{where}: keypoints contain NaN or infinite values")
-        bbox = np.asarray(ann["bbox"], dtype=np.float64).reshape(-1)
+        bbox = _numbers(ann["bbox"], where, "bbox").reshape(-1)
         if bbox.shape != (4,) or not np.all(np.isfinite(bbox)):
             raise SlimposeInputError(f"{where}: bbox must be 4 finite numbers [x, y, w, h]")
         if use_area:
             if "area" not in ann:
                 raise SlimposeInputError(f"{where}: no 'area' (this data set has no segmentation areas: "
                                          f"evaluate with use_area=False / --no-area)")
-            if not math.isfinite(float(ann["area"])):
+            area = ann["area"]
+            if isinstance(area, bool) or not isinstance(area, (int, float, np.number)):
+                raise SlimposeInputError(f"{where}: area must be a number, got {area!r}")
+            if not math.isfinite(float(area)):
                 raise SlimposeInputError(f"{where}: area is NaN or infinite")
-        else:
-            ann["area"] = float(bbox[2] * bbox[3] * 0.53)  # xtcocotools use_area=False
         ann.setdefault("iscrowd", 0)
         ann.setdefault("num_keypoints", int(np.count_nonzero(kp[2::3] > 0)))
+        if isinstance(ann["num_keypoints"], bool) or not isinstance(ann["num_keypoints"], (int, float, np.number)):
+            raise SlimposeInputError(f"{where}: num_keypoints must be a number, got {ann['num_keypoints']!r}"[:300])
+        if not use_area:
+            # only an annotation COCOeval scores (not crowd, some labelled keypoint) changes AP through its area
+            counts = not ann["iscrowd"] and ann["num_keypoints"] > 0
+            if counts and not (bbox[2] > 0 and bbox[3] > 0):
+                raise SlimposeInputError(f"{where}: bbox width x height {bbox[2]:g} x {bbox[3]:g} is not positive; "
+                                         "the areas are derived from the boxes (--no-area / use_area=False), so "
+                                         "this annotation would have a zero or negative area: fix or drop it")
+            ann["area"] = float(bbox[2] * bbox[3] * 0.53)  # xtcocotools use_area=False
         ann.setdefault("id", i + 1)
         if ann["id"] in seen_ids:
             raise SlimposeInputError(f"{where}: duplicate annotation id {ann['id']!r}")
@@ -126,6 +172,16 @@ def _prepare_gt(
         anns.append(ann)
     return {"images": [dict(im) for im in dataset["images"]], "annotations": anns,
             "categories": [dict(c) for c in dataset["categories"]]}
+
+
+def check_coco_gt(gt: str | os.PathLike | Mapping[str, Any], use_area: bool = True) -> None:
+    """Validate a COCO keypoint ground truth as ``evaluate_coco_keypoints`` will use it (``use_area`` as there,
+    False also when an annotation has no ``area``): a SlimposeInputError naming the file and the annotation,
+    raised before a training run starts rather than at its first evaluation."""
+    dataset, source = load_coco_gt(gt)
+    anns = dataset.get("annotations") or []
+    use_area = use_area and all(isinstance(a, Mapping) and "area" in a for a in anns)
+    _prepare_gt(dataset, source, infer_num_keypoints(dataset, source), use_area)
 
 
 # --------------------------------------------------------------------------- sigmas
@@ -327,7 +383,8 @@ def topdown_postprocess(
             raise ValueError(f"prediction {i}: keypoints {k.shape} / scores {s.shape} do not match "
                              f"{sig.shape[0]} sigmas")
         if not (np.all(np.isfinite(k)) and np.all(np.isfinite(s))):
-            raise ValueError(f"prediction {i} (image {p.image_id}): NaN or infinite keypoints/scores")
+            raise NonFinitePredictionError(f"prediction {i} (image {p.image_id}): NaN or infinite "
+                                           "keypoints/scores")
         kpts.append(k)
         kscores.append(s)
         groups[(int(p.image_id), int(p.category_id))].append(i)

@@ -44,6 +44,9 @@ class CocoKeypointMetric:
 
     @classmethod
     def for_split(cls, spec: Any, ann: Path, instances: Sequence[Any]) -> "CocoKeypointMetric":
+        from slimpose.evaluation.coco import check_coco_gt
+
+        check_coco_gt(ann, spec.use_area)  # a bad record fails before training, not at the first evaluation
         return cls(str(ann), spec.info.sigmas, use_area=spec.use_area)
 
     def _areas_known(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimpose.codecs._gaussian import NONPOSITIVE, NONPOSITIVE_FILL, QUARTER_BOUNDS, check_choice, heatmap_to_crop
 from slimpose.codecs.flip import flip_heatmaps_back
 from slimpose.codecs.msra_heatmap import MSRAHeatmap
 from slimpose.codecs.udp_heatmap import UDPHeatmap
@@ -24,9 +25,13 @@ from slimpose.losses.heatmap import KeypointMSELoss, KeypointOHKMMSELoss
 from slimpose.utils.io import SlimposeInputError
 
 
-def argmax_quarter_decode(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def argmax_quarter_decode(heatmaps: torch.Tensor, bounds: str = "axis", fill: float | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,K,h,w) -> heatmap-pixel locations (B,K,2) and maxima (B,K): argmax, then +-0.25 px per axis
-    towards the higher neighbour where both neighbours exist (HRNet ``get_final_preds`` without DARK)."""
+    towards the higher neighbour where both neighbours exist (``bounds='hrnet'``: both axes, only where
+    ``1 < x < w - 1`` and ``1 < y < h - 1``, HRNet ``get_final_preds`` without DARK). ``fill``: the location
+    of maps whose maximum is <= 0 (mmpose -1, HRNet 0; ``None`` keeps the argmax)."""
+    check_choice(bounds, QUARTER_BOUNDS, "quarter_bounds")
     b, k, h, w = heatmaps.shape
     flat = heatmaps.reshape(b, k, h * w)
     vals, idx = flat.max(dim=-1)
@@ -40,24 +45,34 @@ def argmax_quarter_decode(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.T
     dy = at((yi + 1).clamp(max=h - 1), xi) - at((yi - 1).clamp(min=0), xi)
     okx = ((xi > 0) & (xi < w - 1)).to(heatmaps.dtype)
     oky = ((yi > 0) & (yi < h - 1)).to(heatmaps.dtype)
+    if bounds == "hrnet":
+        okx = oky = ((xi > 1) & (xi < w - 1) & (yi > 1) & (yi < h - 1)).to(heatmaps.dtype)
     x = xi.to(heatmaps.dtype) + 0.25 * torch.sign(dx) * okx
     y = yi.to(heatmaps.dtype) + 0.25 * torch.sign(dy) * oky
-    return torch.stack((x, y), dim=-1), vals
+    locs = torch.stack((x, y), dim=-1)
+    if fill is not None:  # (-1 or 0: outside the quarter step's bounds, so the step did not move them)
+        locs = torch.where((vals > 0).unsqueeze(-1), locs, torch.full_like(locs, fill))
+    return locs, vals
 
 
 class HeatmapArgmaxDecode(nn.Module):
-    """Heatmaps (B,K,h,w) -> (keypoints (B,K,2) crop pixels, scores (B,K)): argmax + quarter shift, times
-    ``input / heatmap`` (MSRA) or ``(input - 1) / (heatmap - 1)`` (UDP)."""
+    """Heatmaps (B,K,h,w) -> (keypoints (B,K,2) crop pixels, scores (B,K)): argmax + quarter shift, mapped to
+    the crop by ``heatmap_to_crop`` (``udp``: False MSRA ``input / heatmap``, True UDP ``(input - 1) /
+    (heatmap - 1)``, ``'dark'`` TokenPose / PPT)."""
 
-    def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], udp: bool = False) -> None:
+    def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], udp: bool | str = False,
+                 quarter_bounds: str = "axis", nonpositive: str = "keep") -> None:
         super().__init__()
-        (iw, ih), (hw, hh) = input_size, heatmap_size
-        scale = [(iw - 1) / max(hw - 1, 1), (ih - 1) / max(hh - 1, 1)] if udp else [iw / hw, ih / hh]
+        scale, offset = heatmap_to_crop(input_size, heatmap_size, udp)
+        self.quarter_bounds = check_choice(quarter_bounds, QUARTER_BOUNDS, "quarter_bounds")
+        # None: keep the argmax of maps with a maximum <= 0
+        self.fill = NONPOSITIVE_FILL.get(check_choice(nonpositive, NONPOSITIVE, "nonpositive"))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32), persistent=False)
 
     def forward(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        locs, scores = argmax_quarter_decode(heatmaps)
-        return locs * self.scale.to(locs.dtype), scores
+        locs, scores = argmax_quarter_decode(heatmaps, self.quarter_bounds, self.fill)
+        return locs * self.scale.to(locs.dtype) + self.offset.to(locs.dtype), scores
 
 
 class HeatmapHead(Head):
@@ -90,12 +105,20 @@ class HeatmapHead(Head):
                 f"data.heatmap_size {tuple(d.heatmap_size)} does not match the heatmap size {hm} of model "
                 f"{cfg.model.name!r} at input size {size}")
         sigma = d.sigma if d.sigma is not None else cls.default_sigma
-        if d.udp:
-            codec: MSRAHeatmap | UDPHeatmap = UDPHeatmap(size, hm, sigma=sigma)
+        from slimpose.config.schema import crop_warp
+
+        geometry = crop_warp(cfg)  # a converted checkpoint's conventions (TestConventions), else data.udp
+        udp = geometry != "dark" and bool(geometry)  # by value: np.bool_(True) or 1 are UDP too
+        if udp:
+            codec: MSRAHeatmap | UDPHeatmap = UDPHeatmap(size, hm, sigma=sigma, blur=cfg.conventions.udp_blur,
+                                                         nonpositive=cfg.conventions.nonpositive)
         else:
-            codec = MSRAHeatmap(size, hm, sigma=sigma, unbiased=d.unbiased_encoding, dark=cfg.dark)
+            codec = MSRAHeatmap(size, hm, sigma=sigma, unbiased=d.unbiased_encoding, dark=cfg.dark,
+                                geometry="dark" if geometry == "dark" else "standard",
+                                quarter_bounds=cfg.conventions.quarter_bounds,
+                                nonpositive=cfg.conventions.nonpositive)
         criterion = KeypointOHKMMSELoss(topk=cfg.ohkm_topk) if cfg.ohkm else KeypointMSELoss()
-        return cls(codec, criterion, shift_heatmap=cfg.shift_heatmap and not d.udp)
+        return cls(codec, criterion, shift_heatmap=cfg.shift_heatmap and not udp)
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
@@ -118,4 +141,7 @@ class HeatmapHead(Head):
         return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
 
     def export_decoder(self) -> nn.Module:
-        return HeatmapArgmaxDecode(self.codec.input_size, self.codec.heatmap_size, udp=self.udp)
+        geometry = True if self.udp else getattr(self.codec, "geometry", "standard")
+        return HeatmapArgmaxDecode(self.codec.input_size, self.codec.heatmap_size, udp=geometry,
+                                   quarter_bounds=getattr(self.codec, "quarter_bounds", "axis"),
+                                   nonpositive=getattr(self.codec, "nonpositive", "keep"))

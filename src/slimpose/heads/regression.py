@@ -7,7 +7,8 @@ The model outputs ``(B, K, 5)`` = ``[x, y, score, sigma_x, sigma_y]``, already a
 trained without L_CS, whose score channel is untrained; yshMars/DistilPose#2). ``RLEHead`` trains
 ``x, y, sigma`` with RLE (SDPose-Reg; score channel ``1 - mean(sigma)``). Flip test (official
 ``fliplr_regression``): the mirrored crop's keypoints are mirrored back (``x -> 1 - x - 1/w``, the pixel
-flip ``x -> w - 1 - x``), left/right swapped, and averaged with the plain ones, scores too.
+flip ``x -> w - 1 - x``), left/right swapped, and averaged with the plain ones, scores too. A converted
+official DistilPose checkpoint flips as its code does (``conventions``: ``x -> 1 - x``, scores not swapped).
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ class RegressionHead(Head):
     heatmap_gaussians = True  # sigma = softplus, in heatmap pixels (DistilPose's L_SH renders them)
 
     def __init__(self, input_size: tuple[int, int], score_source: str = "confidence",
-                 smooth_l1_beta: float = 1.0) -> None:
+                 smooth_l1_beta: float = 1.0, flip_coords: str = "pixel", flip_swap_scores: bool = True) -> None:
         super().__init__(RegressionLabel(input_size))
         self.score_source = check_score_source(score_source)
         self.smooth_l1_beta = smooth_l1_beta
+        self.flip_coords = flip_coords  # 'pixel' (x -> w - 1 - x) | 'unit' (x -> 1 - x: official DistilPose)
+        self.flip_swap_scores = flip_swap_scores  # False: official DistilPose averages unswapped scores
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module) -> "RegressionHead":
@@ -79,7 +82,8 @@ class RegressionHead(Head):
         if source is None:
             source = cfg.distill.score_source if cfg.distill is not None else getattr(model, "score_source",
                                                                                         "confidence")
-        return cls(tuple(model.input_size), source, cfg.smooth_l1_beta)
+        conv = cfg.conventions
+        return cls(tuple(model.input_size), source, cfg.smooth_l1_beta, conv.flip_coords, conv.flip_swap_scores)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -94,7 +98,8 @@ class RegressionHead(Head):
         return loss, {f"loss_{self.loss_name}": loss.detach()}
 
     def flip_back(self, output: torch.Tensor, flip_pairs: FlipPairs) -> torch.Tensor:
-        return flip_coordinates_back(output, flip_pairs, self.input_size[0], normalized=True)
+        return flip_coordinates_back(output, flip_pairs, self.input_size[0], normalized=True,
+                                     unit=self.flip_coords == "unit", unswapped=() if self.flip_swap_scores else (2,))
 
     def decode(self, output: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         keypoints, scores = self.export_decoder().to(output.device)(output)

@@ -202,3 +202,110 @@ def test_unknown_top_level_entries_fail_like_unknown_keys(tmp_path):
     report = convert_checkpoint(tmp_path / "v.pth", tmp_path / "out.pth", "vitpose", "vitpose_s", overrides=VIT,
                                 allow_partial=True)
     assert (tmp_path / "out.pth").is_file() and not report.ok
+
+
+# ------------------------------------------------------------------ DARK-UDP at the map border (review item 1)
+
+
+def _edge_maps(h=16, w=12):
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def g(cx, cy, s=1.5):
+        return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s)).astype(np.float32)
+
+    # edge peaks x=0, x=W-1, y=0, y=H-1, two corners, an all-negative map, an inner peak
+    maps = [g(0, 7.3), g(w - 1, 5.6), g(4.4, 0), g(6.2, h - 1), g(0, 0), g(w - 1, h - 1), -1.0 - g(5, 5), g(5.3, 8.6)]
+    return np.stack([np.stack(maps), np.stack(maps[::-1])]).astype(np.float32)
+
+
+@pytest.mark.parametrize("blur,border", [("plain", "pad"), ("keep_max", "pad_instance")])
+def test_udp_border_pad_matches_the_official_step_at_edges(blur, border):
+    """``udp_border='pad'`` (mmpose 0.x ``post_dark_udp``) / ``'pad_instance'`` (MMPose 1.x
+    ``refine_keypoints_dark_udp``) equal the reference of benchmarks/conversion_parity.py on edge peaks and on
+    an all-negative map (the step runs from -1, reading the flat padded vector as officially); the default
+    ('skip') keeps the border axis and differs by 0.5 heatmap px there."""
+    from _shared import load_benchmark
+
+    parity = load_benchmark("conversion_parity")
+    hm = _edge_maps()
+    h, w = hm.shape[2:]
+    ref, _, _ = parity.decode_dark_udp(hm, 11, per_instance=border == "pad_instance", keep_max=blur == "keep_max")
+    got, _ = UDPHeatmap(INPUT, (w, h), blur=blur, nonpositive="minus_one", border=border).decode_heatmaps(hm)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    old, _ = UDPHeatmap(INPUT, (w, h), blur=blur, nonpositive="minus_one").decode_heatmaps(hm)
+    edge = np.abs(old[0, :6] - ref[0, :6]).max(-1)
+    np.testing.assert_allclose(edge, 0.5, atol=1e-3)  # the skip rule: 0.5 px per edge peak
+    np.testing.assert_array_equal(old[:, [7, 0]][[0, 1], [0, 1]], got[:, [7, 0]][[0, 1], [0, 1]])  # inner peaks
+    with pytest.raises(ValueError, match="border"):
+        UDPHeatmap(INPUT, (w, h), border="edge")
+
+
+def test_converted_vitpose_gets_the_padded_step(ckpts, tmp_path):
+    assert load(ckpts / "vit.pth").head.codec.border == "pad"
+    assert TrainConfig().conventions.udp_border == "skip"
+    cfg = TrainConfig()
+    cfg.conventions.udp_border = "x"
+    from slimpose.config.schema import validate_config
+
+    with pytest.raises(Exception, match="udp_border"):
+        validate_config(cfg)
+
+
+def test_mmpose1_quarter_bounds_match_refine_keypoints():
+    """``quarter_bounds='mmpose1'`` (MMPose 1.x ``refine_keypoints``, per axis) equals the reference on argmaxes
+    on and next to every border, in the codec and in the exported decoder; HRNet's bounds ('hrnet') do not."""
+    from _shared import load_benchmark
+
+    parity = load_benchmark("conversion_parity")
+    h, w = 8, 6
+    hm = np.random.default_rng(0).random((1, h * w, h, w), dtype=np.float32)
+    for i in range(h * w):  # one map per pixel, its argmax there
+        hm[0, i, i // w, i % w] = 2.0
+    hm = np.concatenate([hm, -hm[:, :3]], axis=1)  # and maps without a positive value
+    ref, _ = parity.decode_quarter(hm, mmpose1=True)
+    codec = MSRAHeatmap((4 * w, 4 * h), (w, h), quarter_bounds="mmpose1", nonpositive="minus_one")
+    np.testing.assert_allclose(codec.decode_heatmaps(hm)[0], ref, atol=1e-6)
+    locs, _ = argmax_quarter_decode(torch.from_numpy(hm), "mmpose1", -1.0)
+    np.testing.assert_allclose(locs.numpy(), ref, atol=1e-6)
+    hrnet = MSRAHeatmap((4 * w, 4 * h), (w, h), quarter_bounds="hrnet", nonpositive="minus_one")
+    assert np.abs(hrnet.decode_heatmaps(hm)[0] - ref).max() == pytest.approx(0.25)
+
+
+def test_converted_mmpose1_files_get_mmpose1_conventions(tmp_path):
+    """An MMPose 1.x heatmap file (``head.final_layer``) gets ``quarter_bounds='mmpose1'``; a 0.x file keeps HRNet's."""
+    torch.manual_seed(0)
+    sd = create_model("hrnet_w32", input_size=(64, 64)).state_dict()
+    one = {("head." + k[len("keypoint_head."):] if k.startswith("keypoint_head.") else k): v for k, v in sd.items()}
+    torch.save({"meta": {}, "state_dict": one}, tmp_path / "one.pth")
+    torch.save({"meta": {}, "state_dict": sd}, tmp_path / "zero.pth")
+    for stem in ("one", "zero"):
+        convert_checkpoint(tmp_path / f"{stem}.pth", tmp_path / f"{stem}_out.pth", "mmpose", "hrnet_w32", (64, 64))
+    p1, p0 = load(tmp_path / "one_out.pth"), load(tmp_path / "zero_out.pth")
+    c1, c0 = p1.config.conventions, p0.config.conventions
+    assert p1.head.codec.quarter_bounds == "mmpose1" and p0.head.codec.quarter_bounds == "hrnet"
+    assert (c1.source, c1.quarter_bounds, c1.simcc_nonpositive) == ("mmpose1", "mmpose1", "minus_one")
+    assert (c0.source, c0.quarter_bounds, c0.simcc_nonpositive) == ("mmpose", "hrnet", "keep")
+
+
+def test_simcc_minus_one_masks_nonpositive_scores_before_the_split():
+    """MMPose 1.x ``get_simcc_maximum``: where min(max_x, max_y) <= 0 the bins become -1, then / split ratio."""
+    from slimpose.codecs.simcc import SimCCLabel
+    from slimpose.heads.simcc import SimCCDecode
+
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 3, 96), dtype=np.float32)
+    y = rng.random((1, 3, 128), dtype=np.float32)
+    y[0, 1] -= 2.0  # keypoint 1: negative logits along y
+    kw = {"split_ratio": 2.0, "refine": False, "score_mode": "min_xy", "from_logits": False}
+    keep = SimCCLabel((48, 64), **kw)
+    mask = SimCCLabel((48, 64), nonpositive="minus_one", **kw)
+    k0, s0 = keep.decode((x, y))
+    k1, s1 = mask.decode((x, y))
+    assert s0[0, 1] <= 0 and (s0[0, [0, 2]] > 0).all()
+    np.testing.assert_array_equal(k1[0, 1], [-0.5, -0.5])
+    np.testing.assert_array_equal(k1[0, [0, 2]], k0[0, [0, 2]])
+    np.testing.assert_array_equal(s1, s0)
+    kt, _ = SimCCDecode(2.0, "min_xy", nonpositive="minus_one")((torch.from_numpy(x), torch.from_numpy(y)))
+    np.testing.assert_allclose(kt.numpy(), k1, atol=1e-6)
+    with pytest.raises(ValueError, match="nonpositive"):
+        SimCCLabel((48, 64), nonpositive="zero")

@@ -36,11 +36,13 @@ def test_converted_checkpoint_predicts_the_official_pipeline(name, samples, tmp_
     layout = LAYOUTS[name]
     rows = parity.compare(layout, samples, layout.quick_size, tmp_path)
     for row in rows:  # flip test off, on
-        assert row["max_keypoint_px_in_box"] < 1e-3, row
+        assert row["max_keypoint_px_stable"] < 1e-3, row
         assert row["max_score"] < 1e-3, row
-        # only DARK-UDP on a random CNN heatmap may jump (the official float32 step decides); never a token head
-        assert row["keypoints_out_of_box"] == 0 or row["pipeline"] == "vitpose", row
-        assert row["keypoints_out_of_box"] <= 0.5 * 17 * row["instances"], row
+        # only DARK-UDP on a random CNN heatmap may jump: same arithmetic as the official step (exact on the same
+        # heatmap, tests/test_conventions_overrides.py), but a near-singular Hessian amplifies the tiny heatmap
+        # differences of the two pipelines (crop warp, forward); never a token head
+        assert row["unstable_keypoints"] == 0 or row["pipeline"] == "vitpose", row
+        assert row["unstable_keypoints"] <= 0.5 * 17 * row["instances"], row
 
 
 def test_distilpose_whole_file_drops_the_teacher_by_name(tmp_path, capsys):

@@ -99,13 +99,14 @@ OFFICIAL_TEST: dict[str, dict[str, Any]] = {
     "sdpose": {"conventions": {"source": "sdpose", "geometry": "standard", "nonpositive": "minus_one"},
                "shift_heatmap": True, "dark": True},
     # mmpose 0.x HRNet / SimpleBaseline / Lite-HRNet configs: shift_heatmap, post_process='default' (HRNet's
-    # quarter step); SimCC models keep their head's own (MMPose 1.x) settings
+    # quarter step); SimCC models keep their head's own (MMPose 1.x) settings; an MMPose 1.x file (``head.*``)
+    # gets 1.x's refine_keypoints bounds and get_simcc_maximum masking (see convert_checkpoint)
     "mmpose": {"conventions": {"source": "mmpose", "geometry": "standard", "quarter_bounds": "hrnet",
                                "nonpositive": "minus_one"},
                "shift_heatmap": True, "dark": False},
     # ViTAE-Transformer/ViTPose (mmpose 0.x): UDP crops and decoding (post_dark_udp), no heatmap shift;
     # an MMPose 1.x file (``backbone.layers.*``) gets MMPose 1.x's DARK-UDP blur (see convert_checkpoint)
-    "vitpose": {"conventions": {"source": "vitpose", "geometry": "udp", "udp_blur": "plain",
+    "vitpose": {"conventions": {"source": "vitpose", "geometry": "udp", "udp_blur": "plain", "udp_border": "pad",
                                 "nonpositive": "minus_one"},
                 "shift_heatmap": False, "dark": False},
 }
@@ -596,12 +597,17 @@ def convert_checkpoint(
         "flip_test": True,
         **{k_: dict(v) if isinstance(v, dict) else v for k_, v in OFFICIAL_TEST[source].items()},
     }
+    if source == "mmpose" and any(k.startswith("head.") for k in sd):
+        # an MMPose 1.x file (``head.*``, 0.x: ``keypoint_head.*``): heatmaps decode with 1.x's refine_keypoints
+        # bounds, SimCC locations of non-positive scores are -1 bins (get_simcc_maximum)
+        config["conventions"].update(source="mmpose1", quarter_bounds="mmpose1", simcc_nonpositive="minus_one")
     if source == "vitpose":
         # informative only: geometry='udp' alone decides the UDP crops and decoding (crop_warp); data.udp records
         # that ViTPose trains with UDP (read by benchmarks/conversion_parity.py's slimpose_defaults)
         config["data"]["udp"] = True
         if any(k.startswith("backbone.layers.") for k in sd):  # MMPose 1.x: its UDPHeatmap decoding
-            config["conventions"].update(source="mmpose1-vitpose", udp_blur="keep_max")
+            config["conventions"].update(source="mmpose1-vitpose", udp_blur="keep_max",
+                                         udp_border="pad_instance")
     ckpt = {
         "model": model.state_dict(),
         "model_name": model_name,

@@ -89,9 +89,13 @@ def heatmap_argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return locs, vals.astype(np.float32)
 
 
-QUARTER_BOUNDS = ("axis", "hrnet")  # quarter_offset_refine / argmax_quarter_decode bounds (conventions.quarter_bounds)
+QUARTER_BOUNDS = ("axis", "hrnet", "mmpose1")  # quarter_offset_refine / argmax_quarter_decode bounds (conventions.quarter_bounds)
 NONPOSITIVE = ("keep", "minus_one", "zero")  # mask_nonpositive rules (conventions.nonpositive)
-CROP_GEOMETRIES = ("standard", "udp", "dark")  # heatmap_to_crop (or False / True for standard / UDP)
+CROP_GEOMETRIES = ("standard", "udp", "dark")
+# udp_taylor_refine border rules (conventions.udp_border): 'skip' (slimpose: a border axis keeps its argmax),
+# 'pad' (mmpose 0.x post_dark_udp: the batch's edge-padded maps flattened together, the full step everywhere),
+# 'pad_instance' (MMPose 1.x refine_keypoints_dark_udp: the same per instance)
+UDP_BORDERS = ("skip", "pad", "pad_instance")  # heatmap_to_crop (or False / True for standard / UDP)
 
 
 def check_choice(value: Any, allowed: Sequence[str], name: str) -> str:
@@ -142,7 +146,9 @@ def quarter_offset_refine(locs: np.ndarray, heatmaps: np.ndarray, bounds: str = 
     """HRNet/SimpleBaseline decode: move 0.25 px from the argmax towards the higher neighbour.
 
     ``bounds='axis'``: per axis wherever both neighbours exist; ``'hrnet'`` (HRNet ``get_final_preds``,
-    mmpose 0.x ``keypoints_from_heatmaps``): both axes, only where ``1 < x < w - 1`` and ``1 < y < h - 1``.
+    mmpose 0.x ``keypoints_from_heatmaps``): both axes, only where ``1 < x < w - 1`` and ``1 < y < h - 1``;
+    ``'mmpose1'`` (MMPose 1.x ``refine_keypoints``): x where ``1 < x < w - 1 and 0 < y < h``, y where
+    ``1 < y < h - 1 and 0 < x < w``.
     """
     check_choice(bounds, QUARTER_BOUNDS, "quarter_bounds")
     n, k, h, w = heatmaps.shape
@@ -154,6 +160,9 @@ def quarter_offset_refine(locs: np.ndarray, heatmaps: np.ndarray, bounds: str = 
     oky = (yi > 0) & (yi < h - 1)
     if bounds == "hrnet":
         okx = oky = (xi > 1) & (xi < w - 1) & (yi > 1) & (yi < h - 1)
+    elif bounds == "mmpose1":
+        okx = (xi > 1) & (xi < w - 1) & (yi > 0) & (yi < h)
+        oky = (yi > 1) & (yi < h - 1) & (xi > 0) & (xi < w)
     xr, xl = np.clip(xi + 1, 0, w - 1), np.clip(xi - 1, 0, w - 1)
     yd, yu = np.clip(yi + 1, 0, h - 1), np.clip(yi - 1, 0, h - 1)
     dx = heatmaps[ni, ki, yi, xr] - heatmaps[ni, ki, yi, xl]
@@ -268,6 +277,50 @@ def dark_taylor_refine(locs: np.ndarray, blurred: np.ndarray, floor: float = 1e-
     out[..., 0] += ox.astype(np.float32)
     out[..., 1] += oy.astype(np.float32)
     return out
+
+
+def udp_taylor_refine_padded(locs: np.ndarray, blurred: np.ndarray, lo: float = 1e-3, hi: float = 50.0,
+                             per_instance: bool = False) -> np.ndarray:
+    """The official DARK-UDP step as the official code computes it (mmpose 0.x ``post_dark_udp``, MMPose 1.x
+    ``refine_keypoints_dark_udp``): float32 ``log(clip(blurred, lo, hi))``, edge padded by one pixel, the padded
+    maps flattened into one vector and the 3x3 stencil read at flat indices, float32 derivatives, ``inv(H + eps
+    I)`` in float64 and the full 2-D step at every keypoint, the map border included (there the edge padding
+    gives a one-sided difference). A location of -1 (a map whose maximum is <= 0, masked before the step as
+    officially) reads the padded corner and, below it, the previous map's last row (for the first map: the
+    last map, as numpy's negative indices wrap): exactly what the official code reads. ``per_instance``:
+    flatten each instance's K maps alone (MMPose 1.x decodes one instance at a time) instead of the batch's
+    N x K maps (mmpose 0.x)."""
+    n, k, h, w = blurred.shape
+    if n * k == 0:
+        return locs.astype(np.float32).copy()
+    logs = np.log(np.clip(np.asarray(blurred, np.float32), np.float32(lo), np.float32(hi)))
+    pad = np.pad(logs, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    groups = pad.reshape(n, -1) if per_instance else pad.reshape(1, -1)
+    kk = k if per_instance else n * k
+    loc = locs.astype(np.float32).reshape(groups.shape[0], kk, 2)
+    idx = loc[..., 0] + 1 + (loc[..., 1] + 1) * (w + 2)
+    idx = (idx + (w + 2) * (h + 2) * np.arange(kk)).astype(np.int64)
+    size = groups.shape[1]
+
+    def at(d: int) -> np.ndarray:
+        j = idx + d
+        j = np.where(j < 0, j + size, j)  # numpy's negative indexing (the official flat vector wraps)
+        return np.take_along_axis(groups, j, axis=1)
+
+    c = at(0)
+    ix1, ix1_ = at(1), at(-1)
+    iy1, iy1_ = at(w + 2), at(-2 - w)
+    ix1y1, ix1_y1_ = at(w + 3), at(-w - 3)
+    dx = 0.5 * (ix1 - ix1_)
+    dy = 0.5 * (iy1 - iy1_)
+    dxx = ix1 - 2 * c + ix1_
+    dyy = iy1 - 2 * c + iy1_
+    dxy = 0.5 * (ix1y1 - ix1 - iy1 + c + c - ix1_ - iy1_ + ix1_y1_)
+    hess = np.stack([dxx, dxy, dxy, dyy], axis=-1).reshape(*dxx.shape, 2, 2)
+    inv = np.linalg.inv(hess + np.finfo(np.float32).eps * np.eye(2))
+    step = np.einsum("...mn,...n->...m", inv, np.stack([dx, dy], axis=-1))
+    loc -= step  # in place: float32 coordinates minus the float64 step, as officially
+    return loc.reshape(n, k, 2)
 
 
 def udp_taylor_refine(locs: np.ndarray, blurred: np.ndarray, lo: float = 1e-3,

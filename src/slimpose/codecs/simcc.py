@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._gaussian import check_keypoints, check_size, parabola_refine_1d, to_numpy
+from ._gaussian import check_choice, check_keypoints, check_size, parabola_refine_1d, to_numpy
 
 SCORE_MODES = ("max", "mean_xy", "min_xy", "max_xy", "calibrated")
 SMOOTHING_TYPES = ("gaussian", "standard")
+SIMCC_NONPOSITIVE = ("keep", "minus_one")  # SimCCLabel(nonpositive=...) (conventions.simcc_nonpositive)
 
 
 def simcc_scores(max_x: Any, max_y: Any, score_mode: str, peaks: tuple[float, float] = (1.0, 1.0)) -> Any:
@@ -72,6 +73,7 @@ class SimCCLabel:
         refine: bool = True,
         score_mode: str = "max",
         from_logits: bool = True,
+        nonpositive: str = "keep",
     ) -> None:
         self.input_size = check_size(input_size, "input_size")
         if smoothing_type not in SMOOTHING_TYPES:
@@ -96,6 +98,8 @@ class SimCCLabel:
         self.refine = bool(refine)
         self.score_mode = score_mode
         self.from_logits = bool(from_logits)
+        # 'minus_one': bin -1 (crop px -1 / split_ratio) where the score is <= 0 (MMPose 1.x get_simcc_maximum)
+        self.nonpositive = check_choice(nonpositive, SIMCC_NONPOSITIVE, "SimCCLabel nonpositive")
         w, h = self.input_size
         self.simcc_size = (int(np.around(w * self.split_ratio)), int(np.around(h * self.split_ratio)))
 
@@ -172,7 +176,10 @@ class SimCCLabel:
             log_y = y if logits else np.log(np.maximum(y, 1e-10))
             loc_x = parabola_refine_1d(loc_x, log_x)
             loc_y = parabola_refine_1d(loc_y, log_y)
-        keypoints = np.stack([loc_x, loc_y], axis=-1) / self.split_ratio
         peaks = self.label_peaks() if self.score_mode == "calibrated" else (1.0, 1.0)
         scores = simcc_scores(px.max(axis=-1), py.max(axis=-1), self.score_mode, peaks)
+        locs = np.stack([loc_x, loc_y], axis=-1)
+        if self.nonpositive == "minus_one":  # before the division, as get_simcc_maximum: -1 / split crop px
+            locs = np.where(scores[..., None] > 0, locs, np.float32(-1.0))
+        keypoints = locs / self.split_ratio
         return keypoints.astype(np.float32), scores.astype(np.float32)

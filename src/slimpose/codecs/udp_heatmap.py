@@ -18,7 +18,7 @@ import numpy as np
 
 from ._gaussian import (NONPOSITIVE, check_choice, check_heatmaps, check_keypoints, check_sigma_blur, check_size,
                         dark_blur, heatmap_argmax, heatmap_to_crop, mask_nonpositive, masked_targets, pixel_grid,
-                        plain_blur, udp_taylor_refine, window_overlaps)
+                        plain_blur, udp_taylor_refine, udp_taylor_refine_padded, UDP_BORDERS, window_overlaps)
 
 BLURS = ("keep_max", "plain")  # UDPHeatmap(blur=...): the DARK-UDP blur (conventions.udp_blur)
 
@@ -38,6 +38,7 @@ class UDPHeatmap:
         blur_kernel_size: int = 11,
         blur: str = "keep_max",
         nonpositive: str = "keep",
+        border: str = "skip",
     ) -> None:
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
@@ -48,6 +49,9 @@ class UDPHeatmap:
         self.blur = check_choice(blur, BLURS, "UDPHeatmap blur")
         # maps whose maximum is <= 0: 'keep' | 'minus_one' | 'zero' (after the refinement)
         self.nonpositive = check_choice(nonpositive, NONPOSITIVE, "UDPHeatmap nonpositive")
+        # the DARK-UDP step at the map border: 'skip' (a border axis keeps its argmax) | 'pad' / 'pad_instance'
+        # (the official edge-padded full step everywhere, non-positive maps masked before it: udp_taylor_refine_padded)
+        self.border = check_choice(border, UDP_BORDERS, "UDPHeatmap border")
         self.scale = ((np.array(self.input_size, np.float32) - 1)
                       / (np.array(self.heatmap_size, np.float32) - 1))
 
@@ -75,6 +79,10 @@ class UDPHeatmap:
         hm = check_heatmaps(heatmaps)
         locs, scores = heatmap_argmax(hm)
         blur = plain_blur if self.blur == "plain" else dark_blur
+        if self.border != "skip":  # official: -1 (or 0) first, then the step from there
+            locs = mask_nonpositive(locs, scores, self.nonpositive)
+            return udp_taylor_refine_padded(locs, blur(hm, self.blur_kernel_size), lo=1e-3, hi=50.0,
+                                            per_instance=self.border == "pad_instance"), scores
         locs = udp_taylor_refine(locs, blur(hm, self.blur_kernel_size), lo=1e-3, hi=50.0)
         return mask_nonpositive(locs, scores, self.nonpositive), scores
 

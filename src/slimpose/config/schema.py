@@ -175,7 +175,13 @@ class TestConventions:
     ``post_dark_udp``, the ViTPose repository). ``nonpositive``: where a heatmap's maximum is <= 0 the argmax is
     kept (``'keep'``) or replaced by heatmap pixel ``-1`` (``'minus_one'``: mmpose) or ``0`` (``'zero'``:
     HRNet-era ``get_max_preds`` of TokenPose / PPT); the standard and DARK decodings replace it before their
-    refinement, the UDP decoding (``UDPHeatmap``) after its DARK-UDP step. The flip shift, DARK and rescoring are
+    refinement, the UDP decoding (``UDPHeatmap``) after its DARK-UDP step (before it with ``udp_border`` 'pad*').
+    ``udp_border``: the DARK-UDP step where the argmax lies on the map border, ``'skip'`` (that axis keeps its
+    argmax) or the official edge-padded full step everywhere, over the batch's maps flattened together (``'pad'``:
+    mmpose 0.x ``post_dark_udp``, the ViTPose repository) or per instance (``'pad_instance'``: MMPose 1.x
+    ``refine_keypoints_dark_udp``). ``simcc_nonpositive``: SimCC locations whose score is <= 0, kept (``'keep'``)
+    or set to bin -1 before the division by the split ratio (``'minus_one'``: MMPose 1.x ``get_simcc_maximum``,
+    i.e. ``-1 / split_ratio`` crop px). The flip shift, DARK and rescoring are
     ``shift_heatmap``, ``dark`` and ``score_thr`` / ``nms_thr``.
     """
 
@@ -188,6 +194,8 @@ class TestConventions:
     quarter_bounds: str = "axis"
     udp_blur: str = "keep_max"
     nonpositive: str = "keep"
+    udp_border: str = "skip"
+    simcc_nonpositive: str = "keep"
 
 
 @dataclass
@@ -455,13 +463,17 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     if not 0.0 <= cfg.optim.layer_decay <= 1.0:
         raise bad("optim.layer_decay", f"must be in [0, 1] (0: off), got {cfg.optim.layer_decay}")
     from slimpose.codecs._gaussian import NONPOSITIVE, QUARTER_BOUNDS
+    from slimpose.codecs._gaussian import UDP_BORDERS
+    from slimpose.codecs.simcc import SIMCC_NONPOSITIVE
     from slimpose.codecs.udp_heatmap import BLURS as UDP_BLURS
 
     for name, value, allowed in (("geometry", cfg.conventions.geometry, GEOMETRIES),
                                  ("flip_coords", cfg.conventions.flip_coords, FLIP_COORD_RULES),
                                  ("quarter_bounds", cfg.conventions.quarter_bounds, QUARTER_BOUNDS),
                                  ("udp_blur", cfg.conventions.udp_blur, UDP_BLURS),
-                                 ("nonpositive", cfg.conventions.nonpositive, NONPOSITIVE)):
+                                 ("nonpositive", cfg.conventions.nonpositive, NONPOSITIVE),
+                                 ("udp_border", cfg.conventions.udp_border, UDP_BORDERS),
+                                 ("simcc_nonpositive", cfg.conventions.simcc_nonpositive, SIMCC_NONPOSITIVE)):
         if value not in allowed:
             raise bad(f"conventions.{name}", f"{value!r} is not one of {', '.join(allowed)}")
     if cfg.simcc is not None:

@@ -29,7 +29,8 @@ def argmax_quarter_decode(heatmaps: torch.Tensor, bounds: str = "axis", fill: fl
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,K,h,w) -> heatmap-pixel locations (B,K,2) and maxima (B,K): argmax, then +-0.25 px per axis
     towards the higher neighbour where both neighbours exist (``bounds='hrnet'``: both axes, only where
-    ``1 < x < w - 1`` and ``1 < y < h - 1``, HRNet ``get_final_preds`` without DARK). ``fill``: the location
+    ``1 < x < w - 1`` and ``1 < y < h - 1``, HRNet ``get_final_preds`` without DARK; ``'mmpose1'``: MMPose 1.x
+    ``refine_keypoints``, x where ``1 < x < w - 1 and 0 < y < h``, y where ``1 < y < h - 1 and 0 < x < w``). ``fill``: the location
     of maps whose maximum is <= 0 (mmpose -1, HRNet 0; ``None`` keeps the argmax)."""
     check_choice(bounds, QUARTER_BOUNDS, "quarter_bounds")
     b, k, h, w = heatmaps.shape
@@ -47,6 +48,9 @@ def argmax_quarter_decode(heatmaps: torch.Tensor, bounds: str = "axis", fill: fl
     oky = ((yi > 0) & (yi < h - 1)).to(heatmaps.dtype)
     if bounds == "hrnet":
         okx = oky = ((xi > 1) & (xi < w - 1) & (yi > 1) & (yi < h - 1)).to(heatmaps.dtype)
+    elif bounds == "mmpose1":  # MMPose 1.x refine_keypoints: per axis
+        okx = ((xi > 1) & (xi < w - 1) & (yi > 0) & (yi < h)).to(heatmaps.dtype)
+        oky = ((yi > 1) & (yi < h - 1) & (xi > 0) & (xi < w)).to(heatmaps.dtype)
     x = xi.to(heatmaps.dtype) + 0.25 * torch.sign(dx) * okx
     y = yi.to(heatmaps.dtype) + 0.25 * torch.sign(dy) * oky
     locs = torch.stack((x, y), dim=-1)
@@ -111,7 +115,8 @@ class HeatmapHead(Head):
         udp = geometry != "dark" and bool(geometry)  # by value: np.bool_(True) or 1 are UDP too
         if udp:
             codec: MSRAHeatmap | UDPHeatmap = UDPHeatmap(size, hm, sigma=sigma, blur=cfg.conventions.udp_blur,
-                                                         nonpositive=cfg.conventions.nonpositive)
+                                                         nonpositive=cfg.conventions.nonpositive,
+                                                         border=cfg.conventions.udp_border)
         else:
             codec = MSRAHeatmap(size, hm, sigma=sigma, unbiased=d.unbiased_encoding, dark=cfg.dark,
                                 geometry="dark" if geometry == "dark" else "standard",

@@ -47,13 +47,14 @@ class SimCCDecode(nn.Module):
     decoding (softmax when ``from_logits``, argmax, optional sub-bin step, / split ratio, scores)."""
 
     def __init__(self, split_ratio: float, score_mode: str = "min_xy", from_logits: bool = False,
-                 refine: bool = False, peaks: tuple[float, float] = (1.0, 1.0)) -> None:
+                 refine: bool = False, peaks: tuple[float, float] = (1.0, 1.0), nonpositive: str = "keep") -> None:
         super().__init__()
         self.split_ratio = float(split_ratio)
         self.score_mode = score_mode
         self.from_logits = from_logits
         self.refine = refine
         self.peaks = (float(peaks[0]), float(peaks[1]))
+        self.mask_nonpositive = nonpositive == "minus_one"  # bin -1 where the score is <= 0 (MMPose 1.x)
 
     def forward(self, output: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = output
@@ -65,8 +66,11 @@ class SimCCDecode(nn.Module):
             fx, fy = _parabola_refine(loc_x, log_x), _parabola_refine(loc_y, log_y)
         else:
             fx, fy = loc_x.to(x.dtype), loc_y.to(y.dtype)
-        keypoints = torch.stack((fx, fy), dim=-1) / self.split_ratio
-        return keypoints, simcc_scores(max_x, max_y, self.score_mode, self.peaks)
+        scores = simcc_scores(max_x, max_y, self.score_mode, self.peaks)
+        locs = torch.stack((fx, fy), dim=-1)
+        if self.mask_nonpositive:
+            locs = torch.where((scores > 0).unsqueeze(-1), locs, torch.full_like(locs, -1.0))
+        return locs / self.split_ratio, scores
 
 
 class SimCCHead(Head):
@@ -94,7 +98,7 @@ class SimCCHead(Head):
         codec = SimCCLabel(tuple(model.input_size), smoothing_type=p.smoothing_type, sigma=sigma,
                            split_ratio=model.split_ratio, label_smooth_weight=p.label_smooth_weight,
                            normalize=p.normalize, refine=p.refine, score_mode=p.score_mode,
-                           from_logits=p.from_logits)
+                           from_logits=p.from_logits, nonpositive=cfg.conventions.simcc_nonpositive)
         loss = KLDiscretLoss(beta=p.beta, label_softmax=p.label_softmax, label_beta=p.label_beta,
                              bins=p.loss_bins, normalizer=p.loss_normalizer)
         return cls(codec, loss, flip_shift_bins=p.flip_shift_bins, flip_average=p.flip_average)
@@ -129,4 +133,5 @@ class SimCCHead(Head):
     def export_decoder(self) -> nn.Module:
         c = self.codec
         peaks = c.label_peaks() if c.score_mode == "calibrated" else (1.0, 1.0)
-        return SimCCDecode(c.split_ratio, c.score_mode, from_logits=c.from_logits, refine=c.refine, peaks=peaks)
+        return SimCCDecode(c.split_ratio, c.score_mode, from_logits=c.from_logits, refine=c.refine, peaks=peaks,
+                           nonpositive=getattr(c, "nonpositive", "keep"))

@@ -40,6 +40,7 @@ def test_predict_folder_gt_boxes_then_evaluate(ckpt, tmp_path, capsys):
     rc = main(["predict", str(REAL / "images"), "--checkpoint", str(ckpt),
                "--gt", str(REAL / "test_coco.json"), "--gt-boxes", "--out", str(out), "--batch", "5"])
     assert rc == 0
+    assert "ONE person box" not in capsys.readouterr().err  # boxes given: no whole-image warning
     gt = json.loads((REAL / "test_coco.json").read_text())
     n_gt = sum(1 for a in gt["annotations"] if not a.get("iscrowd", 0))
     records = json.loads((out / "results.json").read_text())
@@ -94,10 +95,11 @@ def test_predict_detections_by_file_stem(ckpt, tmp_path):
     assert not (out / "vis").exists()
 
 
-def test_predict_single_image_whole_frame_and_video(ckpt, tmp_path):
+def test_predict_single_image_whole_frame_and_video(ckpt, tmp_path, capsys):
     img = tmp_path / "photo.jpg"
     shutil.copy(REAL / "images" / "000000000785.jpg", img)
     assert main(["predict", str(img), "--checkpoint", str(ckpt), "--out", str(tmp_path / "one")]) == 0
+    assert "used whole as ONE person box" in capsys.readouterr().err  # said, not silent
     records = json.loads((tmp_path / "one" / "results.json").read_text())
     assert len(records) == 1 and records[0]["image_id"] == 0
     # a 6-frame video

@@ -289,6 +289,9 @@ def run(args: argparse.Namespace) -> int:
         raise SlimposeInputError(f"--out {args.out}: an existing file, not a folder (results.json and the overlays "
                                  "go into a folder)")
     runner = _Runner(args)
+    if runner.boxes is None and runner.mpii is None:
+        print("[slimpose] no --boxes / --gt-boxes: each image (or video frame) is used whole as ONE person box; "
+              "top-down pose needs one box per person (give COCO detection results with --boxes)", file=sys.stderr)
     src = Path(args.source)
     if src.is_dir():
         paths = list_images(src)

@@ -82,9 +82,13 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     sd = ckpt["model"]
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    info = {"model_name": ckpt.get("model_name", ""), "config": ckpt.get("config") or {},
+    return sd, _pth_info(ckpt)
+
+
+def _pth_info(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a loaded ``.pth`` checkpoint (``load_checkpoint``'s dict)."""
+    return {"model_name": ckpt.get("model_name", ""), "config": ckpt.get("config") or {},
             "score_source": ckpt.get("score_source")}
-    return sd, info
 
 
 def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -119,15 +123,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise SlimposeInputError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         return _safetensors_info(path, _read_safetensors(path, tensors=False)[0])
+    from slimpose.engine.checkpoint import load_checkpoint
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # tensors stay on disk
-    except Exception:  # noqa: BLE001 - not a zip-format file (or not a checkpoint): the full reader decides
+        return _pth_info(load_checkpoint(path, mmap=True))  # tensors stay on disk
+    except SlimposeInputError:  # not a zip-format file, or not a checkpoint: the full reader decides
         return read_weights(path)[1]
-    if not isinstance(obj, dict) or not isinstance(obj.get("model", obj.get("state_dict")), dict):
-        return read_weights(path)[1]  # a bare state dict (no metadata) or a bad file: read_weights' answer
-    config = obj.get("config")
-    return {"model_name": obj.get("model_name", ""), "config": config if isinstance(config, dict) else {},
-            "score_source": obj.get("score_source")}
 
 
 def to_bgr_image(image: Any, what: str = "image") -> np.ndarray:

@@ -120,13 +120,15 @@ def load_fitting_state(module: torch.nn.Module, sd: dict[str, Any], where: str, 
                              f"({'; '.join(parts)})") from None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a slimpose checkpoint (or a bare state dict, returned as ``{"model": sd}``)."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """Load a slimpose checkpoint (or a bare state dict, returned as ``{"model": sd}``). ``mmap``: the tensors
+    stay on disk until used (zip-format files only; any other file is a SlimposeInputError then)."""
     path = Path(path)
     if not path.is_file():
         raise SlimposeInputError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad input file
         raise SlimposeInputError(
             f"{path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})"

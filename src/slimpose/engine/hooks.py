@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from slimpose.engine.checkpoint import capture_rng_state, non_finite_tensors, save_checkpoint
+from slimpose.engine.checkpoint import capture_rng_state, save_checkpoint
 from slimpose.engine.distributed import all_gather_object, broadcast_buffers
 from slimpose.evaluation.coco import NonFinitePredictionError
 from slimpose.evaluation.metrics import MODES, is_better
@@ -104,14 +104,7 @@ class CheckpointHook(Hook):
         rng_all = all_gather_object(capture_rng_state())
         loop.summary[f"best_{self.metric}"] = self.value
         if loop.is_main:
-            state = loop.state_dict()
-            bad = non_finite_tensors(state["task"])
-            if bad:
-                from slimpose.engine.loop import TrainingDivergedError
-
-                raise TrainingDivergedError(
-                    f"training diverged: {len(bad)} weight tensors hold NaN or infinite values after epoch "
-                    f"{loop.epoch} (e.g. {bad[0]}); not saved, {loop.last_good_text()}")
+            state = loop.state_dict()  # finite: TrainLoop.fit checks the weights on every rank before the hooks
             state["rng_per_rank"] = rng_all
             save_checkpoint(state, self.work_dir / "last.pth")
             if improved:

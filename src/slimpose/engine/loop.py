@@ -219,14 +219,16 @@ class TrainLoop:
         with self.autocast():
             loss, logs = self.train_task(batch)
         value = float(loss.detach())
-        flags = torch.tensor([float(math.isfinite(value)), float(not self.is_spike(value))], device=loss.device)
-        if self.dist.distributed:
+        finite, calm = math.isfinite(value), not self.is_spike(value)
+        if self.dist.distributed:  # every rank stops together: one all-reduce, one read
+            flags = torch.tensor([float(finite), float(calm)], device=loss.device)
             all_reduce_tensor(flags, "min")
+            finite, calm = (v >= 1 for v in flags.tolist())
         at = f"at epoch {epoch + 1}, iteration {iteration + 1}, global step {self.global_step + 1}"
-        if flags[0].item() < 1:
+        if not finite:
             raise TrainingDivergedError(
                 f"training diverged: non-finite loss ({value}) {at}; training stopped, {self.last_good_text()}")
-        if flags[1].item() < 1:
+        if not calm:
             median = statistics.median(self.recent_losses) if self.recent_losses else float("nan")
             raise TrainingDivergedError(
                 f"training diverged: loss spike ({value:.4g}, the median of the last {len(self.recent_losses)} "
@@ -245,7 +247,7 @@ class TrainLoop:
         if self.scheduler is not None:
             self.scheduler.step()
         self.global_step += 1
-        values = {"loss": float(loss.detach())}
+        values = {"loss": value}
         values.update({k: float(v) for k, v in logs.items()})
         return values
 

@@ -24,7 +24,7 @@ from slimpose.engine import builders
 from slimpose.engine.checkpoint import describe_checkpoint, load_model_weights
 from slimpose.engine.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from slimpose.engine.hooks import CheckpointHook, EpochHook, EvalHook, LoggerHook
-from slimpose.engine.loop import DEFAULT_LOSS_SPIKE, TrainLoop
+from slimpose.engine.loop import TrainLoop
 from slimpose.utils.io import SlimposeInputError, remove_stale_tmp, write_json_atomic
 
 TaskOrBuilder = nn.Module | Callable[[], nn.Module] | None
@@ -196,7 +196,7 @@ def assemble_loop(cfg: Any, task: nn.Module, train_task: nn.Module, train_loader
         hooks.insert(0, EpochHook(task))
     loop = TrainLoop(task, train_loader, optimizer, cfg.schedule.epochs, scheduler, hooks, train_task=train_task,
                      dist=dist, autocast=autocast, scaler=scaler, grad_clip=cfg.optim.grad_clip, work_dir=work_dir,
-                     loss_spike=getattr(cfg.optim, "loss_spike", DEFAULT_LOSS_SPIKE),
+                     loss_spike=cfg.optim.loss_spike,
                      metadata={"config": config_to_dict(cfg), "model_name": cfg.model.name}, progress=progress,
                      on_close=(lambda: cleanup_distributed(dist)) if own_dist else None)
     # a per-rank RNG stream for dropout etc. (the initial weights above are identical on every rank)

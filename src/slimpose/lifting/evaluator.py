@@ -45,8 +45,7 @@ def sequence_name(seq: Sequence3D) -> str:
 def guidance_intrinsics(model: torch.nn.Module, seq: Sequence3D) -> np.ndarray | None:
     """The sequence's camera intrinsics when the lifter guides its sampling with a reprojection term (StarPose's
     STPG with ``lambda_p > 0``), else ``None``."""
-    energy = getattr(model, "energy", None)
-    if energy is None or not energy.weights.get("reprojection") or seq.camera is None:
+    if not getattr(model, "uses_intrinsics", False) or seq.camera is None:
         return None
     return np.asarray(seq.camera.intrinsic, np.float32)
 

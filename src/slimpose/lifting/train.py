@@ -94,9 +94,7 @@ def build_lift_trainer(cfg: LiftConfig, resume: bool | str = False, dist: DistIn
     model = task.model
     centre = getattr(model, "center", None) if hasattr(model, "forward_kept") else None  # seq2frame
     history = int(getattr(model, "history", 0)) if getattr(model, "autoregressive", False) else 0
-    energy = getattr(model, "energy", None)
-    intrinsics = bool(energy is not None and energy.weights["reprojection"] and getattr(model, "stpg_train_weight", 0)
-                      and all(s.camera is not None for s in train_seqs))
+    intrinsics = bool(getattr(model, "uses_intrinsics", False) and all(s.camera is not None for s in train_seqs))
     clips = ClipDataset(train_seqs, model.input_spec.num_frames, cfg.data.stride, cfg.data.flip_aug,
                         seed=cfg.seed, subset=cfg.data.train_subset, layout=joint_layout(cfg), centre=centre,
                         history=history, intrinsics=intrinsics)

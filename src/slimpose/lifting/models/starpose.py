@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from slimpose.lifting.data.h36m import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, H36M_PARENTS
-from slimpose.lifting.guidance import STPG_DEFAULT_WEIGHTS, STPGEnergy, guided_update, rho_schedule
+from slimpose.lifting.guidance import STPG_DEFAULT_WEIGHTS, STPGEnergy, bones, guided_update, rho_schedule
 from slimpose.lifting.models.mixste import MixSTE, released_cfg
 from slimpose.lifting.models.spec import SequenceInput
 from slimpose.models.transformer.blocks import Attention, Mlp
@@ -151,21 +151,17 @@ def normalized_adjacency(edges: Sequence[tuple[int, int]], num_nodes: int) -> to
     return (d[:, None] * a * d[None]).float()
 
 
-def skeleton_edges(parents: Sequence[int]) -> list[tuple[int, int]]:
-    return [(j, int(p)) for j, p in enumerate(parents) if int(p) >= 0]
-
-
 def integration_graph_edges(parents: Sequence[int], frames: int) -> list[tuple[int, int]]:
     """Edges of HPIM's skeleton integration graph over ``frames`` frames of 2J nodes each (node
     ``t * 2J + j`` is joint j's 2-D pose at frame t, ``t * 2J + J + j`` its 3-D pose): the skeleton's bones
     within the 2-D and within the 3-D nodes (spatial), 2-D joint j <-> 3-D joint j, and each node <-> itself at
     the next frame (temporal)."""
     J = len(parents)
-    bones = skeleton_edges(parents)
+    skeleton = bones(parents)
     edges = []
     for t in range(frames):
         o = t * 2 * J
-        edges += [(o + c, o + p) for c, p in bones] + [(o + J + c, o + J + p) for c, p in bones]
+        edges += [(o + c, o + p) for c, p in skeleton] + [(o + J + c, o + J + p) for c, p in skeleton]
         edges += [(o + j, o + J + j) for j in range(J)]
         if t + 1 < frames:
             edges += [(o + n, o + 2 * J + n) for n in range(2 * J)]
@@ -180,7 +176,7 @@ class ChebGraphConv(nn.Module):
         super().__init__()
         n = len(parents)
         a = torch.zeros(n, n, dtype=torch.float64, device="cpu")
-        for c, p in skeleton_edges(parents):
+        for c, p in bones(parents):
             a[c, p] = a[p, c] = 1.0
         d = a.sum(1).clamp(min=1).rsqrt()
         self.register_buffer("laplacian", (-(d[:, None] * a * d[None])).float(), persistent=False)
@@ -353,6 +349,12 @@ class StarPose(nn.Module):
     @property
     def input_spec(self) -> SequenceInput:
         return SequenceInput(self.num_frames, self.num_joints, 2)
+
+    @property
+    def uses_intrinsics(self) -> bool:
+        """Whether the STPG energy has a reprojection term (then validation passes the camera, and training clips
+        carry intrinsics for the regulariser)."""
+        return self.energy is not None and bool(self.energy.weights["reprojection"])
 
     @contextlib.contextmanager
     def counting(self):

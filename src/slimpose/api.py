@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -173,7 +174,7 @@ def _as_boxes(boxes: Any, image_shape: tuple[int, ...], what: str) -> tuple[np.n
 # test settings of a checkpoint's config that ``load(..., **kwargs)`` may override: keyword -> config key
 CONFIG_KWARGS = {"dark": "dark", "flip_test": "flip_test", "score_thr": "score_thr",
                  "shift_heatmap": "shift_heatmap", "udp": "data.udp", "sigma": "data.sigma"}
-MODEL_KWARGS = ("info", "padding", "batch_size", "skeleton")
+MODEL_KWARGS = ("info", "padding", "batch_size", "skeleton", "backend", "quantize", "threads", "precision")
 
 
 def checkpoint_config(meta: dict[str, Any], where: str, overrides: dict[str, Any] | None = None) -> Any:
@@ -246,6 +247,14 @@ class PoseModel:
         flip_test: average with the flipped crop (per-call override in ``predict``).
         score_thr: keypoint score threshold of the instance rescoring.
         batch_size: crops per forward pass.
+        backend: how the network runs (``slimpose.inference``): ``'torch'`` (default: the inference rewrite,
+            eager), ``'compile'``, ``'onnxruntime'``, or ``'train'`` (the network exactly as trained, no rewrite).
+            Every backend predicts what the trained network predicts (checked when it is built).
+        quantize: ``'int8'``: ONNX Runtime with dynamically quantised linear layers (``backend='onnxruntime'``).
+        threads: ONNX Runtime threads (default: torch's).
+        precision: ``'fp32'`` (default), ``'bf16'`` or ``'fp16'`` (GPU): autocast of the torch backends.
+
+    ``model`` is the network as trained (export, weights); ``network`` what predicts.
     """
 
     def __init__(
@@ -260,6 +269,10 @@ class PoseModel:
         batch_size: int = 32,
         device: str | torch.device = "cpu",
         skeleton: str | None = None,
+        backend: str = "torch",
+        quantize: str | None = None,
+        threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         from slimpose.data.catalog import info_for
         from slimpose.data.unified import skeleton_map
@@ -268,7 +281,9 @@ class PoseModel:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.head = head.to(self.device).eval()
-        self.task = TopDownTask(self.model, self.head)
+        self.backend = backend
+        self.network = self._network(backend, quantize, threads, precision)
+        self.task = TopDownTask(self.network, self.head)
         self.input_size = tuple(int(v) for v in model.input_spec.size)
         self.udp = udp
         self.flip_test = flip_test
@@ -281,6 +296,22 @@ class PoseModel:
         except ValueError as e:
             raise SlimposeInputError(f"skeleton: {e}") from None
         self.num_keypoints = self.info.num_keypoints
+
+    def _network(self, backend: str, quantize: str | None, threads: int | None, precision: str) -> nn.Module:
+        """The network that predicts: ``model`` itself (``'train'``) or its inference form."""
+        from slimpose.inference import InferenceCheckError, inference_model
+
+        if backend == "train":
+            if quantize is not None or precision != "fp32":
+                raise SlimposeInputError("backend='train' runs the network as trained: no quantize / precision")
+            return self.model
+        if self.device.type != "cpu" and backend == "onnxruntime":
+            raise SlimposeInputError("backend 'onnxruntime' runs on the CPU: use device='cpu'")
+        try:
+            return inference_model(self.model, backend, quantize=quantize, threads=threads, precision=precision)
+        except InferenceCheckError as e:  # never wrong: fall back to the network as trained
+            warnings.warn(f"{e}; predicting with the network as trained", stacklevel=3)
+            return self.model
 
     # ------------------------------------------------------------------ construction
 
@@ -341,7 +372,7 @@ class PoseModel:
         matrix = get_warp_matrix(center, scale, 0.0, self.input_size, udp=self.udp)
         return normalize_image(warp_image(image_bgr, matrix, self.input_size)), center, scale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_crops(self, crops: np.ndarray | torch.Tensor, flip: bool | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """Normalised crops (B,3,H,W) -> keypoints (B,K,2) in crop pixels and scores (B,K), in batches (K: the

@@ -83,8 +83,12 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     check: bool = True,
     atol_px: float = 1e-3,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` (CPU, eval) to ``path`` with a dynamic batch axis; returns a report dict.
+
+    ``quantize='int8'``: ONNX Runtime dynamic quantisation of the MatMul / Gemm weights
+    (``slimpose.inference.quantize_onnx_int8``); the differences to PyTorch are reported, not bounded.
 
     ``head`` names the outputs and decodes them when ``decode_in_graph`` (default: the model's head with
     default settings; a raw export of a model without a ``head_class`` names its output ``output``). With ``check`` the file is loaded with ``onnx.checker`` and run with onnxruntime at
@@ -114,11 +118,22 @@ def export_onnx(
             output_names=output_names, dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
         )
         onnx.checker.check_model(str(tmp))
+        if quantize is not None:
+            from slimpose.inference import QUANTIZE, quantize_onnx_int8
+
+            if quantize not in QUANTIZE:
+                raise SlimposeInputError(f"quantize must be one of {QUANTIZE[1:]}, got {quantize!r}")
+            fp32 = tmp.with_name(tmp.name + ".fp32")
+            os.replace(tmp, fp32)
+            try:
+                quantize_onnx_int8(fp32, tmp)
+            finally:
+                fp32.unlink(missing_ok=True)
     report: dict[str, Any] = {"path": str(path), "outputs": output_names, "input_size": list(spec.size),
-                              "decode_in_graph": decode_in_graph, "opset": opset}
+                              "decode_in_graph": decode_in_graph, "opset": opset, "quantize": quantize}
     if check:
         report["max_abs_diff"] = check_onnx(path, module, spec, batch=2)
-        if decode_in_graph and report["max_abs_diff"]["keypoints"] >= atol_px:
+        if decode_in_graph and quantize is None and report["max_abs_diff"]["keypoints"] >= atol_px:
             raise SlimposeInputError(
                 f"{path}: onnxruntime keypoints differ from PyTorch by "
                 f"{report['max_abs_diff']['keypoints']:.3g} px")
@@ -148,9 +163,10 @@ def export_checkpoint(
     out: str | os.PathLike | None = None,
     decode_in_graph: bool = False,
     opset: int = DEFAULT_OPSET,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
     """Export a ``.pth`` / ``.safetensors`` checkpoint to ``fmt`` ('onnx' or 'safetensors'); a 3-D lifter's goes
-    through ``export_lifter_checkpoint``."""
+    through ``export_lifter_checkpoint``. ``quantize='int8'``: a 2-D model's ONNX file with int8 linear layers."""
     from slimpose.api import load
 
     src = Path(checkpoint)
@@ -162,7 +178,11 @@ def export_checkpoint(
     from slimpose.api import read_weights
 
     sd, meta = read_weights(src)
+    if quantize is not None and fmt != "onnx":
+        raise SlimposeInputError(f"{src}: --quantize is for --format onnx")
     if (meta.get("config") or {}).get("family") == "lifting":
+        if quantize is not None:
+            raise SlimposeInputError(f"{src}: --quantize is for 2-D pose models, not lifters")
         return export_lifter_checkpoint(src, dst, fmt, decode_in_graph, opset, weights=(sd, meta))
     if fmt == "safetensors":
         from slimpose.engine.checkpoint import export_safetensors
@@ -171,8 +191,8 @@ def export_checkpoint(
         ckpt = {"model": sd, "model_name": meta.get("model_name", ""), "config": meta.get("config") or {}}
         export_safetensors(ckpt, dst)
         return {"path": str(dst), "format": "safetensors", "tensors": len(sd)}
-    pm = load(src)
-    report = export_onnx(pm.model, dst, pm.head, decode_in_graph=decode_in_graph, opset=opset)
+    pm = load(src, backend="train")
+    report = export_onnx(pm.model, dst, pm.head, decode_in_graph=decode_in_graph, opset=opset, quantize=quantize)
     report["format"] = "onnx"
     return report
 

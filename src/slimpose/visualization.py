@@ -18,7 +18,7 @@ import numpy as np
 
 from slimpose.utils.io import SlimposeInputError, atomic_path
 
-__all__ = ["draw_poses", "draw_boxes", "save_image", "plot_ap_vs_gflops"]
+__all__ = ["draw_poses", "draw_boxes", "draw_track_ids", "save_image", "plot_ap_vs_gflops"]
 
 
 def _bgr(rgb: Sequence[int]) -> tuple[int, int, int]:
@@ -92,6 +92,34 @@ def draw_boxes(image_bgr: np.ndarray, boxes: np.ndarray, color: tuple[int, int, 
         p1 = (int(round(x)), int(round(y)))
         p2 = (int(round(x + bw)), int(round(y + bh)))
         cv2.rectangle(out, p1, p2, color, thickness)
+    return out
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A BGR colour per track id (a fixed cycle of 8 distinct colours)."""
+    palette = ((0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 128, 255), (255, 255, 0),
+               (128, 0, 255), (0, 0, 255))
+    return palette[int(track_id) % len(palette)]
+
+
+def draw_track_ids(image_bgr: np.ndarray, boxes: np.ndarray, track_ids: Sequence[int],
+                   copy: bool = True) -> np.ndarray:
+    """Draw each xywh box (N, 4+) in its track's colour with ``#id`` above its top-left corner (inside the
+    box when there is no room above)."""
+    out = np.asarray(image_bgr).copy() if copy else np.asarray(image_bgr)
+    _, t = _auto_sizes(out)
+    scale = max(0.4, max(out.shape[:2]) / 1280)
+    if len(track_ids) == 0:
+        return out
+    for (x, y, bw, bh), tid in zip(np.asarray(boxes, dtype=np.float64).reshape(len(track_ids), -1)[:, :4],
+                                   track_ids):
+        color = track_color(tid)
+        p1 = (int(round(x)), int(round(y)))
+        cv2.rectangle(out, p1, (int(round(x + bw)), int(round(y + bh))), color, t)
+        text = f"#{int(tid)}"
+        (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
+        y_text = p1[1] - 4 if p1[1] - 4 - text_h >= 0 else p1[1] + text_h + 4  # inside the box at the top
+        cv2.putText(out, text, (p1[0] + 2, y_text), cv2.FONT_HERSHEY_SIMPLEX, scale, color, t, cv2.LINE_AA)
     return out
 
 

@@ -571,6 +571,40 @@ def test_predict_boxes_matching_no_image_and_out_that_is_a_file(synth, tmp_path,
     assert f"--out {out}: an existing file" in _err(capsys) and out.read_text() == "mine"
 
 
+@pytest.mark.parametrize("case", ["missing", "not-onnx", "with-boxes", "with-gt-boxes", "with-mpii-gt"])
+def test_predict_detector_bad_inputs(tmp_path, capsys, case):
+    """Row 7g': ``predict --detector``: a missing file, a file that is no ONNX model, or with other boxes
+    (``--boxes``, ``--gt-boxes``, an MPII json list): exit 2 naming the file, before the checkpoint is read."""
+    import cv2
+
+    ckpt = tmp_path / "m.pth"
+    ckpt.write_bytes(b"not read")
+    image = tmp_path / "000000000007.jpg"
+    cv2.imwrite(str(image), np.full((64, 48, 3), 127, np.uint8))
+    detector = tmp_path / "det.onnx"
+    detector.write_text("not a model")
+    boxes = tmp_path / "dets.json"
+    boxes.write_text(json.dumps([{"image_id": 7, "category_id": 1, "bbox": [1, 1, 30, 40], "score": 0.9}]))
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 7, "file_name": image.name}], "annotations": []}))
+    mpii = tmp_path / "mpii.json"
+    mpii.write_text("[]")
+    extra, message = {
+        "missing": (["--detector", str(tmp_path / "none.onnx")], f"detector not found: {tmp_path / 'none.onnx'}"),
+        "not-onnx": (["--detector", str(detector)], f"{detector}: not a valid ONNX model"),
+        "with-boxes": (["--detector", str(detector), "--boxes", str(boxes)],
+                       f"--detector {detector} finds the boxes itself: use it without --boxes"),
+        "with-gt-boxes": (["--detector", str(detector), "--gt", str(gt), "--gt-boxes"],
+                          f"--detector {detector} finds the boxes itself: use it without --gt-boxes"),
+        "with-mpii-gt": (["--detector", str(detector), "--gt", str(mpii)],
+                         f"--detector {detector} cannot be used with the MPII json list {mpii}"),
+    }[case]
+    out = tmp_path / "p"
+    assert main(["predict", str(image), "--checkpoint", str(ckpt), "--out", str(out), *extra]) == 2
+    assert message in _err(capsys)
+    assert not out.exists()
+
+
 def test_export_opset_out_of_range(tmp_path, capsys):
     """Row 7h: ``export --opset 3``: exit 2 with the supported range, nothing written."""
     ckpt = tmp_path / "m.pth"

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lifting models: frames per clip (num_frames; default the factory's, 243)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="lifting models: factory keyword, e.g. --set dim=64 --set num_tokens=9 (repeatable)")
+    from slimpose.cli.predict import add_backend_arguments
+
+    add_backend_arguments(parser)  # what is timed (counts and memory are always those of the network as trained)
 
 
 def _fmt(value, fmt: str) -> str:
@@ -87,7 +90,9 @@ def _run_lifter(args: argparse.Namespace) -> int:
     from slimpose.utils.io import SlimposeInputError
 
     for flag, given in (("--batch", args.batch is not None), ("--input-size", args.input_size is not None),
-                        ("--onnxruntime", args.onnxruntime)):
+                        ("--onnxruntime", args.onnxruntime), ("--backend", args.backend != "torch"),
+                        ("--quantize", args.quantize is not None),
+                        ("--precision", args.precision != "fp32")):
         if given:
             raise SlimposeInputError(f"{flag} is not for lifting models ({args.model!r}: batch 1, --frames T)")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -144,8 +149,19 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {"num_keypoints": args.num_keypoints}
     if args.input_size is not None:
         kwargs["input_size"] = tuple(args.input_size)
-    model = create_model(args.model, **kwargs)
+    if args.quantize is not None and args.backend != "onnxruntime":
+        raise SlimposeInputError("--quantize int8 needs --backend onnxruntime")
+    model = create_model(args.model, **kwargs).to(args.device).eval()
     size = tuple(model.input_spec.size)
+    runner, rewrites = None, None
+    if args.backend != "train" and not args.no_timing:
+        from slimpose.inference import inference_model
+
+        if args.backend == "onnxruntime" and args.device != "cpu":
+            raise SlimposeInputError("--backend onnxruntime runs on the CPU: use --device cpu")
+        runner = inference_model(model, args.backend, quantize=args.quantize, threads=args.threads,
+                                 precision=args.precision)
+        rewrites = runner.inference_info
     result = benchmark_model(
         model,
         device=args.device,
@@ -154,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
         repeats_large=args.repeats_large,
+        runner=runner,
     )
     result = {"model": args.model, "head": model.head_class.__name__, "threads": torch.get_num_threads(),
-              **result}
+              "backend": args.backend, "quantize": args.quantize, "precision": args.precision,
+              "inference": rewrites, **result}
     if args.onnxruntime and not args.no_timing:
         from slimpose.export import onnxruntime_latency
 
@@ -174,6 +192,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  GFLOPs (conv+linear)  {r['gflops']:.3f}  [conv {r['conv']:.3f}, linear {r['linear']:.3f}]"
           "  (multiply-accumulates)")
     print(f"  GFLOPs with attention {r['gflops_with_attention']:.3f}  [attention {r['attention']:.3f}]")
+    if rewrites is not None:
+        how = f"{args.backend} {args.precision}{' int8' if args.quantize else ''}"
+        print(f"  inference path        {how}: {rewrites['folded_bn']} BN folded, conv patchify "
+              f"{rewrites['conv_patchify']}, channels-last {rewrites['channels_last']}, max output difference "
+              f"{rewrites['max_difference']:.1e}")
     print(f"  latency b1            {_fmt(result['latency_ms_b1'], '.2f')} ms")
     if "ort_latency_ms_b1" in result:
         print(f"  onnxruntime b1        {result['ort_latency_ms_b1']:.2f} ms")

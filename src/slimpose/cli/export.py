@@ -1,4 +1,4 @@
-"""``slimpose export CKPT --format onnx|safetensors [--out FILE] [--decode-in-graph]``.
+"""``slimpose export CKPT --format onnx|safetensors [--out FILE] [--decode-in-graph] [--quantize int8]``.
 
 ONNX: input ``images`` float32 (B,3,H,W) normalised, dynamic batch; outputs the raw model outputs named by
 its head (``heatmaps``, ``output``, ``simcc_x`` + ``simcc_y``), or with ``--decode-in-graph`` ``keypoints``
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-in-graph", action="store_true",
                         help="ONNX outputs keypoints (B,K,2) in crop pixels + scores (B,K), not raw tensors")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="ONNX: int8 dynamic quantisation of the linear layers (ONNX Runtime; convolutions "
+                             "stay fp32; the AP change is in docs/inference.md)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with torch.no_grad():  # not torch.set_grad_enabled(False): the CLI also runs inside other programs
             report = export_checkpoint(args.checkpoint, args.format, args.out, args.decode_in_graph,
-                                       opset=args.opset)
+                                       opset=args.opset, quantize=args.quantize)
     except torch.onnx.errors.UnsupportedOperatorError as e:  # an operator the model needs is newer
         first = next((line for line in str(e).splitlines() if "opset" in line), str(e).splitlines()[0])
         raise SlimposeInputError(f"{args.checkpoint}: --opset {args.opset} cannot express this model: "

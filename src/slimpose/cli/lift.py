@@ -1,7 +1,8 @@
 """``slimpose lift KEYPOINTS.json --checkpoint LIFTER --out DIR``: one person's 2-D video keypoints -> 3-D.
 
 Reads a COCO keypoint results file (``slimpose predict VIDEO`` writes ``OUT/results.json``, ``image_id`` =
-frame index), keeps the best person of each frame, maps COCO-17 to the Human3.6M 17 joints, fills missing
+frame index), keeps one track's records when they carry ``track_id`` (``--track ID``, default the track
+in the most frames), the best person of each frame, maps COCO-17 to the Human3.6M 17 joints, fills missing
 frames and low-score joints by linear interpolation in time, normalises by the image width, lifts with a
 lifting checkpoint (``slimpose.lifting.inference.lift_sequence``) and writes ``DIR/poses_3d.npz``
 (millimetres, root-relative), ``DIR/lift.mp4`` and ``DIR/lift_XXXX.png``. See docs/lifting.md.
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="lifting checkpoint (a training run's, or slimpose convert's)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--track", type=int, default=None, metavar="ID",
+                        help="the track_id of the person to lift (default: the track in the most frames; "
+                             "records without track_id: the best person of each frame)")
     parser.add_argument("--video", default=None, help="the video the keypoints come from (image size, drawing)")
     parser.add_argument("--image-size", default=None, metavar="W,H", help="image size, when there is no --video")
     parser.add_argument("--kpt-thr", type=float, default=0.3,
@@ -99,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
         raise SlimposeInputError(f"{clash[0]} exists; pass --overwrite to replace the outputs in {out}")
     (w, h), video_fps, video_frames = image_size_of(args)
 
-    kp = prepare_keypoints(read_video_keypoints(args.keypoints), args.kpt_thr)
+    video = read_video_keypoints(args.keypoints, track=args.track)
+    if video.track_id is not None:
+        how = "--track" if args.track is not None else f"the longest of {len(video.track_frames)} tracks"
+        print(f"[slimpose] lift: track {video.track_id} ({how}), in {video.track_frames[video.track_id]} "
+              "frames", file=sys.stderr)
+    kp = prepare_keypoints(video, args.kpt_thr)
     first, last = int(kp.frame_index[0]), int(kp.frame_index[-1])
     if args.video and video_frames and last >= video_frames:
         raise SlimposeInputError(f"{args.keypoints}: keypoints up to frame {last}, but {args.video} has "

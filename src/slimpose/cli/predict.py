@@ -3,8 +3,11 @@
 Boxes: a COCO detection-results json (``--boxes``; records ``{image_id, bbox: xywh, score, category_id}``,
 matched to image files by the file-name stem read as a number, or by ``--gt ANNOTATIONS.json`` mapping
 ``file_name -> id``; for videos ``image_id`` is the frame index), the ground-truth boxes of ``--gt`` with
-``--gt-boxes``, or else the whole frame as one box. Writes ``OUT/results.json`` (COCO keypoint results,
-atomically) and overlays ``OUT/vis/<name>.png``; a video or webcam gives ``OUT/<name>_pose.mp4`` (mp4v).
+``--gt-boxes``, the person boxes of an ONNX detector the user supplies (``--detector MODEL.onnx``,
+``slimpose.detection``; slimpose ships none), or else the whole frame as one box. Writes ``OUT/results.json``
+(COCO keypoint results, atomically) and overlays ``OUT/vis/<name>.png``; a video or webcam gives
+``OUT/<name>_pose.mp4`` (mp4v), and its people are tracked across frames (``slimpose.tracking``): each record
+of a video carries a ``track_id``, drawn beside its box. See docs/inference.md.
 
 MPII: ``--gt MPII.json`` (an HRNet / MMPose json list) gives one crop per record (its center / scale, as
 ``slimpose eval`` crops it) for the images named in the list (matched by file name; other images are
@@ -26,6 +29,7 @@ from slimpose.data.boxes import load_detections, load_gt_index
 from slimpose.data.unified import SKELETON_CHOICES
 from slimpose.utils.io import SlimposeInputError
 
+DETECTOR_LAYOUTS = ("mmdeploy", "yolox", "yolo", "yolov5")  # slimpose.detection.LAYOUTS (imported lazily)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -38,7 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="COCO annotations: file names -> image ids (and boxes with --gt-boxes); or an "
                              "MPII json list: one crop per record, image_id = record index")
     parser.add_argument("--gt-boxes", action="store_true", help="use the person boxes of --gt")
-    parser.add_argument("--det-thr", type=float, default=0.0, help="drop detections scoring below this")
+    parser.add_argument("--detector", default=None, metavar="MODEL.onnx",
+                        help="an ONNX person detector (YOLOX, ultralytics YOLO, YOLOv5, mmdeploy RTMDet / YOLOX) "
+                             "that finds the boxes; see docs/inference.md")
+    parser.add_argument("--detector-layout", default="auto", choices=("auto",) + DETECTOR_LAYOUTS,
+                        help="the detector's output layout (default: told from its outputs)")
+    parser.add_argument("--det-preprocess", default="auto", choices=("auto", "rtmdet", "yolox", "ultralytics"),
+                        help="the detector's input preprocessing (default: the layout's; an mmdeploy YOLOX "
+                             "needs yolox)")
+    parser.add_argument("--det-thr", type=float, default=None,
+                        help="drop detections scoring below this (default 0.0 for --boxes, 0.3 for --detector)")
+    parser.add_argument("--det-nms", type=float, default=0.65, help="--detector: box NMS IoU threshold")
     parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
     parser.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
     parser.add_argument("--kpt-thr", type=float, default=0.3, help="keypoints below this score are not drawn")
@@ -51,6 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skeleton", default=None, choices=SKELETON_CHOICES,
                         help="keypoints of the results (default: the model's own); a model trained with "
                              "data.skeleton=unified gives any of these")
+    add_backend_arguments(parser)
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--quantize``, ``--precision``: how the pose network runs (``slimpose.inference``)."""
+    parser.add_argument("--backend", choices=("torch", "compile", "onnxruntime", "train"), default="torch",
+                        help="torch: the inference path (BN folded, channels-last; default); compile: "
+                             "torch.compile of it; onnxruntime: ONNX Runtime (CPU); train: the network as trained")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="with --backend onnxruntime: int8 dynamic quantisation of the linear layers "
+                             "(changes the predictions slightly: docs/inference.md)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="torch / compile backends: autocast precision (bf16 on CPUs with AVX512-BF16, "
+                             "fp16 / bf16 on GPUs)")
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -116,6 +144,23 @@ def _progress(iterable: Iterable[Any], total: int | None, desc: str) -> Iterable
                 file=sys.stderr)
 
 
+def make_detector(args: argparse.Namespace) -> Any:
+    """The ``--detector`` (``slimpose.detection.PersonDetector``), or ``None``; refused with other boxes."""
+    if not args.detector:
+        return None
+    if args.boxes or args.gt_boxes:
+        raise SlimposeInputError(f"--detector {args.detector} finds the boxes itself: use it without "
+                                 f"{'--boxes' if args.boxes else '--gt-boxes'}")
+    if args.gt and is_json_list(args.gt):
+        raise SlimposeInputError(f"--detector {args.detector} cannot be used with the MPII json list {args.gt}: "
+                                 "MPII is scored per record, with the records' own centres and scales")
+    from slimpose.detection import PersonDetector
+
+    return PersonDetector(args.detector, layout=args.detector_layout,
+                          score_thr=0.3 if args.det_thr is None else args.det_thr, iou_thr=args.det_nms,
+                          preprocess=None if args.det_preprocess == "auto" else args.det_preprocess)
+
+
 class _Runner:
     """Shared state of one ``predict`` call."""
 
@@ -123,8 +168,10 @@ class _Runner:
         from slimpose.api import load
 
         self.args = args
+        self.detector = make_detector(args)
         self.model = load(args.checkpoint, device=args.device, batch_size=args.batch, flip_test=args.flip,
-                          skeleton=args.skeleton)
+                          skeleton=args.skeleton, backend=args.backend, quantize=args.quantize,
+                          precision=args.precision)
         self.sigmas = np.asarray(self.model.info.sigmas, dtype=np.float64)
         self.names, gt_boxes = (None, {})
         # MPII json list: file name -> (record indices, boxes); results get record-index image ids
@@ -144,7 +191,7 @@ class _Runner:
             raise SlimposeInputError("use either --boxes or --gt-boxes, not both")
         self.boxes: dict[int, np.ndarray] | None = None
         if args.boxes:
-            self.boxes = load_detections(args.boxes, args.det_thr)
+            self.boxes = load_detections(args.boxes, 0.0 if args.det_thr is None else args.det_thr)
         elif args.gt_boxes:
             self.boxes = gt_boxes
         self.out = Path(args.out)
@@ -152,9 +199,12 @@ class _Runner:
         self.num_instances = 0
         self.num_unlisted = 0  # MPII: images of the source not named in the json list
 
-    def boxes_for(self, image_id: int, path: Path | None = None) -> np.ndarray | None:
+    def boxes_for(self, image_id: int, path: Path | None = None, image: np.ndarray | None = None
+                  ) -> np.ndarray | None:
         if self.mpii is not None and path is not None:
             return self.mpii[path.name][1]
+        if self.detector is not None and image is not None:
+            return self.detector.detect(image)
         if self.boxes is None:
             return None  # whole frame
         return self.boxes.get(image_id, np.zeros((0, 5)))
@@ -190,7 +240,8 @@ class _Runner:
         per_chunk = max(1, min(16, self.args.batch))
         for chunk in _chunks(list(zip(paths, ids)), per_chunk):
             images = [to_bgr_image(p) for p, _ in chunk]
-            results = self.model.predict_batch(images, [self.boxes_for(i, p) for p, i in chunk])
+            boxes = [self.boxes_for(i, p, image) for (p, i), image in zip(chunk, images)]
+            results = self.model.predict_batch(images, boxes)
             for (path, image_id), image, result in zip(chunk, images, results):
                 if self.mpii is not None:
                     self.records.extend(self._mpii_records(path, result))
@@ -209,6 +260,9 @@ class _Runner:
     def run_video(self, capture: Any, name: str) -> None:
         import cv2
 
+        from slimpose.tracking import IouTracker
+        from slimpose.visualization import draw_track_ids
+
         if self.mpii is not None:
             capture.release()
             raise SlimposeInputError(f"{name}: --gt {self.args.gt} is an MPII json list of image records; "
@@ -225,6 +279,7 @@ class _Runner:
         final = self.out / f"{name}_pose.mp4"
         partial = self.out / f".{name}_pose.partial.mp4"
         writer = None
+        tracker = IouTracker()
 
         def frames() -> Iterator[tuple[int, np.ndarray]]:
             index = 0
@@ -239,10 +294,14 @@ class _Runner:
         try:
             for chunk in _chunks(frames(), max(1, min(8, self.args.batch))):
                 frames_ = [f for _, f in chunk]
-                results = self.model.predict_batch(frames_, [self.boxes_for(i) for i, _ in chunk])
+                results = self.model.predict_batch(frames_, [self.boxes_for(i, None, f) for i, f in chunk])
                 for (index, frame), result in zip(chunk, results):
                     result = result.nms(self.sigmas, self.args.nms_thr)
-                    self.records.extend(result.to_coco(index))
+                    track_ids = tracker.update(result.bboxes)
+                    records = result.to_coco(index)
+                    for record, track_id in zip(records, track_ids):
+                        record["track_id"] = int(track_id)
+                    self.records.extend(records)
                     self.num_instances += len(result)
                     if self.args.no_vis:
                         continue
@@ -251,7 +310,8 @@ class _Runner:
                         writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                         if not writer.isOpened():
                             raise SlimposeInputError(f"{final}: OpenCV cannot write an mp4v video here")
-                    writer.write(self.model.draw(frame, result, self.args.kpt_thr))
+                    drawn = self.model.draw(frame, result, self.args.kpt_thr)
+                    writer.write(draw_track_ids(drawn, result.bboxes, track_ids, copy=False))
                 bar.update(len(chunk))
         finally:
             bar.close()
@@ -289,9 +349,10 @@ def run(args: argparse.Namespace) -> int:
         raise SlimposeInputError(f"--out {args.out}: an existing file, not a folder (results.json and the overlays "
                                  "go into a folder)")
     runner = _Runner(args)
-    if runner.boxes is None and runner.mpii is None:
-        print("[slimpose] no --boxes / --gt-boxes: each image (or video frame) is used whole as ONE person box; "
-              "top-down pose needs one box per person (give COCO detection results with --boxes)", file=sys.stderr)
+    if runner.boxes is None and runner.mpii is None and runner.detector is None:
+        print("[slimpose] no --boxes / --gt-boxes / --detector: each image (or video frame) is used whole as ONE "
+              "person box; top-down pose needs one box per person (give COCO detection results with --boxes, or "
+              "an ONNX person detector with --detector MODEL.onnx)", file=sys.stderr)
     src = Path(args.source)
     if src.is_dir():
         paths = list_images(src)

@@ -151,8 +151,10 @@ def measure_latency(
     warmup: int = 5,
     repeats: int = 20,
     input_size: tuple[int, int] | None = None,
+    runner: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Wall time of ``model(x)`` for a random input of ``batch`` samples under ``inference_mode``.
+    """Wall time of ``model(x)`` (or of ``runner(x)``, e.g. ``slimpose.inference.inference_model(model)``) for
+    a random input of ``batch`` samples of ``model``'s input spec under ``inference_mode``.
 
     ``model`` is moved to ``device`` and put in eval mode. Returns ``latency_ms`` (median),
     ``latency_ms_mean``, ``latency_ms_min``, ``latency_ms_max``, ``throughput`` (images/s from the
@@ -162,7 +164,7 @@ def measure_latency(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     device = torch.device(device)
     x = _example(model, input_size, batch, device)
-    model = model.to(device).eval()
+    model = model.to(device).eval() if runner is None else runner
     times: list[float] = []
     with torch.inference_mode():
         for _ in range(max(0, warmup)):
@@ -259,8 +261,10 @@ def benchmark_model(
     warmup: int = 3,
     repeats: int = 10,
     repeats_large: int | None = None,
+    runner: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Everything ``slimpose benchmark`` reports, as one flat dict.
+    """Everything ``slimpose benchmark`` reports, as one flat dict; the latencies are those of ``runner``
+    when given (the inference form of ``model``), the counts and memory those of ``model``.
 
     Keys: ``params``, ``params_trainable``, ``params_frozen``, ``conv``, ``linear``, ``attention``,
     ``gflops``, ``gflops_with_attention``, ``input_size``, ``batch``, ``latency_ms_b1``,
@@ -290,10 +294,10 @@ def benchmark_model(
     for key in ("latency_ms_b1", "latency_ms_b32", "throughput_b32", *sorted(large_keys)):
         result.setdefault(key, None)
     if timing:
-        small = measure_latency(model, 1, device, warmup, repeats, input_size)
+        small = measure_latency(model, 1, device, warmup, repeats, input_size, runner)
         result["latency_ms_b1"] = small["latency_ms"]
         result["latency_ms_b1_min"] = small["latency_ms_min"]
-        big = measure_latency(model, batch, device, min(warmup, 2), repeats_large or repeats, input_size)
+        big = measure_latency(model, batch, device, min(warmup, 2), repeats_large or repeats, input_size, runner)
         result[f"latency_ms_b{batch}"] = big["latency_ms"]
         result[f"latency_ms_b{batch}_min"] = big["latency_ms_min"]
         result[f"throughput_b{batch}"] = big["throughput"]

@@ -57,7 +57,7 @@ def validate_coco_results(
     ``source`` names the file (or "results list") in every error message, together with the
     index of the offending record. Checks: a list of objects; integer ``image_id`` and
     ``category_id``; ``keypoints`` a flat list of 3*K finite numbers (K equal for all records and
-    to ``num_keypoints`` when given); a finite ``score``.
+    to ``num_keypoints`` when given); a finite ``score``; an optional integer ``track_id`` is kept.
     """
     if not isinstance(records, (list, tuple)):
         raise SlimposeInputError(
@@ -101,8 +101,13 @@ def validate_coco_results(
             raise SlimposeInputError(f"{where}: score must be a number, got {score!r}")
         if not math.isfinite(float(score)):
             raise SlimposeInputError(f"{where}: score is NaN or infinite")
-        clean.append({"image_id": int(rec["image_id"]), "category_id": int(rec["category_id"]),
-                      "keypoints": arr.tolist(), "score": float(score)})
+        out = {"image_id": int(rec["image_id"]), "category_id": int(rec["category_id"]),
+               "keypoints": arr.tolist(), "score": float(score)}
+        if "track_id" in rec:  # slimpose predict VIDEO: the person's track (slimpose.tracking)
+            if not _is_int_id(rec["track_id"]):
+                raise SlimposeInputError(f"{where}: track_id must be an integer, got {rec['track_id']!r}")
+            out["track_id"] = int(rec["track_id"])
+        clean.append(out)
     return clean
 
 
@@ -110,8 +115,11 @@ def _round_record(rec: dict[str, Any]) -> dict[str, Any]:
     arr = np.asarray(rec["keypoints"], dtype=np.float64).reshape(-1, 3)
     arr[:, :2] = np.round(arr[:, :2], COORD_DECIMALS)
     arr[:, 2] = np.round(arr[:, 2], SCORE_DECIMALS)
-    return {"image_id": rec["image_id"], "category_id": rec["category_id"],
-            "keypoints": arr.reshape(-1).tolist(), "score": round(rec["score"], SCORE_DECIMALS)}
+    out = {"image_id": rec["image_id"], "category_id": rec["category_id"],
+           "keypoints": arr.reshape(-1).tolist(), "score": round(rec["score"], SCORE_DECIMALS)}
+    if "track_id" in rec:
+        out["track_id"] = rec["track_id"]
+    return out
 
 
 def write_coco_results(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> Path:

@@ -4,8 +4,10 @@
   ``OUT/results.json``: a list of ``{image_id, category_id, keypoints: [x, y, v] * 17, score}`` with
   ``image_id`` = the frame index; other tools write the same format). One person per frame: where a frame
   has several records, the one with the highest ``score`` (the first of equal scores). Every record counts
-  as a person, whatever its ``category_id``. The frames run from the first to the last ``image_id``; a frame
-  in between without a record is *missing* (coordinates NaN, scores 0).
+  as a person, whatever its ``category_id``. Records with a ``track_id`` (``slimpose predict VIDEO``
+  tracks people, ``slimpose.tracking``): only one track's records are read (:func:`select_track`: the
+  given one, else the track in the most frames). The frames run from the first to the last ``image_id``
+  (of that track); a frame in between without a record is *missing* (coordinates NaN, scores 0).
 * :func:`coco_to_h36m` maps COCO-17 to the Human3.6M 17 joints as MMPose's ``convert_keypoint_definition``
   (``mmpose/apis/inference_3d.py`` in 1.x, ``demo/body3d_two_stage_video_demo.py`` in 0.x) does:
   pelvis = mean of the hips, thorax = mean of the shoulders, spine = mean of pelvis and thorax,
@@ -24,9 +26,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -66,7 +68,8 @@ MAX_FRAMES = 1_800_000
 class VideoKeypoints:
     """One person's COCO-17 keypoints over frames ``frame_index`` (first to last ``image_id``, every frame):
     ``keypoints`` (T, 17, 2) pixels (NaN in missing frames), ``scores`` (T, 17) (0 in missing frames),
-    ``found`` (T,) bool (the frame has a record), ``num_people`` (T,) records per frame."""
+    ``found`` (T,) bool (the frame has a record), ``num_people`` (T,) records per frame (of the chosen track);
+    ``track_id``: the track kept (``None``: records without ``track_id``), ``track_frames``: frames per track id."""
 
     keypoints: np.ndarray
     scores: np.ndarray
@@ -74,6 +77,8 @@ class VideoKeypoints:
     frame_index: np.ndarray
     num_people: np.ndarray
     source: str = ""
+    track_id: int | None = None
+    track_frames: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,8 +95,32 @@ class LiftKeypoints:
     never_valid: tuple[int, ...] = ()
 
 
-def read_video_keypoints(path: str | os.PathLike) -> VideoKeypoints:
-    """One person per frame from a COCO keypoint results file (the highest-scoring record of each frame)."""
+def select_track(records: list[dict[str, Any]], track: int | None, where: str
+                 ) -> tuple[list[dict[str, Any]], int | None, dict[int, int]]:
+    """The records of one track: ``track``, else the track in the most frames (ties: the lower id); records
+    without ``track_id`` are all kept (``None``). Returns ``(records, track id, frames per track id)``."""
+    frames: dict[int, set[int]] = {}
+    for rec in records:
+        if "track_id" in rec:
+            frames.setdefault(rec["track_id"], set()).add(rec["image_id"])
+    counts = {tid: len(f) for tid, f in sorted(frames.items())}
+    if not counts:
+        if track is not None:
+            raise SlimposeInputError(f"{where}: --track {track}, but no record has a track_id (slimpose predict "
+                                     "writes them for videos)")
+        return records, None, {}
+    if track is None:
+        track = max(counts, key=lambda tid: (counts[tid], -tid))
+    elif track not in counts:
+        shown = ", ".join(f"{tid} ({n} frames)" for tid, n in list(counts.items())[:20])
+        raise SlimposeInputError(f"{where}: no track {track}; the tracks present are {shown}"
+                                 f"{' ...' if len(counts) > 20 else ''}")
+    return [r for r in records if r.get("track_id") == track], track, counts
+
+
+def read_video_keypoints(path: str | os.PathLike, track: int | None = None) -> VideoKeypoints:
+    """One person per frame from a COCO keypoint results file: the records of one track (``select_track``)
+    when they carry ``track_id``, the highest-scoring record of each frame (of that track)."""
     from slimpose.evaluation.results import validate_coco_results
     from slimpose.utils.io import load_json
 
@@ -106,6 +135,7 @@ def read_video_keypoints(path: str | os.PathLike) -> VideoKeypoints:
     records = validate_coco_results(records, source=where, num_keypoints=17)
     if not records:
         raise SlimposeInputError(f"{where}: no detections (an empty results list): nothing to lift")
+    records, track_id, track_frames = select_track(records, track, where)
     ids = np.asarray([r["image_id"] for r in records], dtype=np.int64)
     first, last = int(ids.min()), int(ids.max())
     if first < 0:
@@ -132,7 +162,7 @@ def read_video_keypoints(path: str | os.PathLike) -> VideoKeypoints:
               "interpolated", file=sys.stderr)
     return VideoKeypoints(keypoints=kpts, scores=scores, found=people > 0,
                           frame_index=np.arange(first, last + 1, dtype=np.int64), num_people=people,
-                          source=where)
+                          source=where, track_id=track_id, track_frames=track_frames)
 
 
 def _map(values: np.ndarray, reduce: Callable[..., np.ndarray]) -> np.ndarray:

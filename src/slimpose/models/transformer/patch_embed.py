@@ -49,6 +49,10 @@ class FeaturePatchEmbed(nn.Linear):
             raise ValueError(f"expected a {fh}x{fw} (h x w) feature map, got {features.shape[2]}x{features.shape[3]}")
         return super().forward(patchify(features, self.patch_size))
 
+    def to_conv(self) -> "ConvFeaturePatchEmbed":
+        """The same embedding as a strided convolution (``ConvFeaturePatchEmbed``)."""
+        return ConvFeaturePatchEmbed(self)
+
 
 class PatchEmbed(nn.Module):
     """Image patches embedded by a strided convolution (ViT; ViTPose pads the conv by ``padding``).
@@ -72,3 +76,24 @@ class PatchEmbed(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(images).flatten(2).transpose(1, 2)
+
+
+class ConvFeaturePatchEmbed(nn.Conv2d):
+    """``FeaturePatchEmbed`` computed as a convolution with kernel = stride = patch (the inference path,
+    ``slimpose.inference``): the same tokens, and on a channels-last feature map no permuted copy."""
+
+    def __init__(self, embed: FeaturePatchEmbed):
+        ph, pw = embed.patch_size
+        dim = embed.out_features
+        super().__init__(embed.in_channels, dim, kernel_size=(ph, pw), stride=(ph, pw),
+                         device=embed.weight.device, dtype=embed.weight.dtype)
+        with torch.no_grad():  # Linear input order (p1, p2, c) -> conv weight (dim, c, p1, p2)
+            self.weight.copy_(embed.weight.reshape(dim, ph, pw, embed.in_channels).permute(0, 3, 1, 2))
+            self.bias.copy_(embed.bias)
+        self.feature_size = embed.feature_size
+        self.patch_size = embed.patch_size
+        self.grid_size = embed.grid_size
+        self.num_patches = embed.num_patches
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return super().forward(features).flatten(2).transpose(1, 2)

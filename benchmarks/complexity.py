@@ -40,6 +40,7 @@ PUBLISHED: dict[str, list[tuple[float | None, float | None, str]]] = {
     "tokenpose_s_v2": [(6.2, None, "TokenPose T6"), (6.2, 4.7, "SDPose-S-V2, same net"),
                        (None, 11.6, "third party (GTPT)")],
     "tokenpose_b": [(13.5, 5.7, "third party (GTPT)"), (13.2, 5.2, "SDPose (SDPose-B)")],
+    "tokenpose_t": [(5.803, 1.29, "TokenPose yaml comment '580.3w ... 1.29 gflops'")],
     "tokenpose_l_d24": [(27.5, 11.0, "TokenPose"), (27.5, 11.60, "DistilPose T1")],
     "distilpose_teacher": [(69.41, 17.03, "DistilPose T3")],
     "deeppose_res50": [(23.6, 4.04, "RLE ResNet-50 (DistilPose T1)")],

@@ -35,14 +35,23 @@ def samples():
 def test_converted_checkpoint_predicts_the_official_pipeline(name, samples, tmp_path):
     layout = LAYOUTS[name]
     rows = parity.compare(layout, samples, layout.quick_size, tmp_path)
+    # a random CNN heatmap under DARK / DARK-UDP: keypoints whose step stays under 1 px can still sit on a flat
+    # log map, where the crop warp's rounding (one uint8 level at a few pixels) moves them by ~1e-3 px
+    amplified = layout.source in ("mmpose", "vitpose") and layout.pipeline in ("mmpose_dark", *parity.UDP_PIPELINES)
     for row in rows:  # flip test off, on
-        assert row["max_keypoint_px_stable"] < 1e-3, row
+        assert row["max_keypoint_px_stable"] < (1e-2 if amplified else 1e-3), row
         assert row["max_score"] < 1e-3, row
-        # only DARK-UDP on a random CNN heatmap may jump: same arithmetic as the official step (exact on the same
-        # heatmap, tests/test_conventions_overrides.py), but a near-singular Hessian amplifies the tiny heatmap
-        # differences of the two pipelines (crop warp, forward); never a token head
-        assert row["unstable_keypoints"] == 0 or row["pipeline"] == "vitpose", row
-        assert row["unstable_keypoints"] <= 0.5 * 17 * row["instances"], row
+        # on the reference's own crops (slimpose's head and network as trained): the conventions alone
+        assert row["max_keypoint_px_same_crops_stable"] < 1e-3, row
+        assert row["max_score_same_crops"] < 1e-3, row
+        # only DARK / DARK-UDP on a random CNN heatmap may jump: the same arithmetic as the official step (on the
+        # same crops the jumps agree too, below), but a near-singular Hessian amplifies the tiny heatmap
+        # differences of the two pipelines (crop warp rounding, the inference rewrite); never a token head
+        assert row["unstable_keypoints"] == 0 or row["source"] in ("mmpose", "vitpose"), row
+        # enough keypoints left to compare (a random 16x16 HRNet heatmap makes about half of them jump)
+        assert row["unstable_keypoints"] <= (0.8 if amplified else 0.5) * 17 * row["instances"], row
+        if row["pipeline"] in parity.UDP_PIPELINES:  # DARK-UDP: float32 as officially, jumps included
+            assert row["max_keypoint_px_same_crops"] < 1e-3, row
 
 
 def test_distilpose_whole_file_drops_the_teacher_by_name(tmp_path, capsys):
@@ -212,3 +221,56 @@ def test_eval_cli_follows_the_converted_checkpoint(name, tmp_path, capsys):
             assert np.abs(res.keypoint_scores[j] - k[:, 2]).max() < 1e-5
             assert (image_id, j) not in matched
             matched.add((image_id, j))
+
+
+@pytest.mark.parametrize("name", [n for n in LAYOUTS if LAYOUTS[n].test_config])
+def test_test_config_conventions_and_the_plain_conversion(name, samples, tmp_path):
+    """``--test-config udp|dark``: an mmpose UDP / DARK config's checkpoint (the plain file's keys) gets that config's
+    test conventions; converted without the option it predicts the plain config's (px away from the official)."""
+    layout = LAYOUTS[name]
+    model, pm, _ = parity.build_layout(layout, layout.quick_size, tmp_path)
+    conv, cfg = pm.config.conventions, pm.config
+    mmpose1 = "MMPose 1.x" in name
+    if layout.test_config == "udp":
+        assert (conv.geometry, cfg.shift_heatmap, cfg.dark, cfg.data.udp) == ("udp", False, False, True)
+        assert (conv.udp_blur, conv.udp_border) == (("keep_max", "pad_instance") if mmpose1 else ("plain", "pad"))
+        assert pm.udp is True and conv.source == ("mmpose1-udp" if mmpose1 else "mmpose-udp")
+    else:
+        assert (conv.geometry, cfg.shift_heatmap, cfg.dark) == ("standard", True, True)
+        assert conv.source == ("mmpose1-dark" if mmpose1 else "mmpose-dark") and pm.head.codec.dark
+    assert conv.nonpositive == "minus_one"
+    plain = parity.plain_conversion(layout, layout.quick_size, tmp_path)
+    image, boxes = samples[0]
+    ref_k, _, stable = parity.official_predict(layout.pipeline, model, image, boxes, layout.quick_size, True)
+    got = np.abs(parity.same_crops_predict(pm, layout.pipeline, image, boxes, layout.quick_size, True)[0]
+                 - ref_k).max(-1)[stable]
+    off = np.abs(parity.same_crops_predict(plain, layout.pipeline, image, boxes, layout.quick_size, True)[0]
+                 - ref_k).max(-1)[stable]
+    assert got.max() < 1e-3 and off.max() > 0.5, (got.max(), off.max())
+
+
+def test_test_config_refused_where_it_means_nothing(tmp_path, capsys):
+    from slimpose.convert import check_test_config
+
+    layout = LAYOUTS["TokenPose-T (leeyegy/TokenPose)"]
+    _, pm, _ = parity.build_layout(layout, layout.quick_size, tmp_path)
+    src = tmp_path / "tokenpose_t_official.pth"
+    base = ["convert", str(src), str(tmp_path / "x.pth"), "--from", "tokenpose", "--model", "tokenpose_t",
+            "--input-size", "48", "64", "--set", "depth=2", "--set", "dim=32", "--set", "num_heads=2",
+            "--set", "hidden_heatmap_dim=64"]
+    assert main(base + ["--test-config", "udp"]) == 2
+    err = capsys.readouterr().err
+    assert "--test-config udp means nothing for --from tokenpose" in err and not (tmp_path / "x.pth").exists()
+    assert main(base + ["--test-config", "default"]) == 0  # the layout's own test, as without the option
+    assert check_test_config("mmpose", None) == "default" and check_test_config("vitpose", "default") == "default"
+    with pytest.raises(SlimposeInputError, match="means nothing for --from vitpose"):
+        check_test_config("vitpose", "dark")
+    # an mmpose SimCC model has no heatmap decoding to switch
+    simcc = LAYOUTS["HRNet-W32 SimCC (MMPose 1.x)"]
+    _, spm, _ = parity.build_layout(simcc, simcc.quick_size, tmp_path)
+    with pytest.raises(SlimposeInputError, match="for heatmap models"):
+        convert_checkpoint(tmp_path / "hrnet_w32_simcc_official.pth", tmp_path / "y.pth", "mmpose",
+                           "hrnet_w32_simcc", simcc.quick_size, test_config="dark")
+    assert main(["convert", str(src), str(tmp_path / "z.pth"), "--from", "hot", "--model", "hot_mixste",
+                 "--test-config", "udp"]) == 2
+    assert "--test-config is for 2-D models" in capsys.readouterr().err

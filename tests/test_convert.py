@@ -59,11 +59,11 @@ def to_official(sd, backbone_prefix, token_prefix, stack_names=("transformer",),
     return out
 
 
-def reference_tokens(o, feats, prefix, depth, heads, scale):
-    """Official-style forward from the raw official tensors ``o`` (explicit loops, no einops)."""
+def reference_tokens(o, feats, prefix, depth, heads, scale, patch=(4, 3)):
+    """Official-style forward from the raw official tensors ``o`` (explicit loops, no einops); ``patch`` (h, w)."""
     w = lambda k: o[prefix + k]  # noqa: E731
     b, c, fh, fw = feats.shape
-    ph, pw = 4, 3
+    ph, pw = patch
     patches = []
     for r in range(fh // ph):
         for col in range(fw // pw):
@@ -194,6 +194,42 @@ def test_other_layouts_roundtrip(variant):
     target.load_state_dict(state, strict=True)
     with torch.no_grad():
         torch.testing.assert_close(target(x), src(x))
+
+
+@pytest.mark.parametrize("layout", ["leeyegy", "sdpose"])
+def test_tokenpose_t_layouts(layout, tmp_path, capsys):
+    """TokenPose-T: leeyegy/TokenPose ``pose_tokenpose_t.py`` (``transformer.*``: TokenPose_TB_base, no backbone)
+    and SDPose's copy (``IdentityNet`` backbone without tensors + ``keypoint_head.tokenpose.*``), converted by the
+    CLI, equal the official forward computed from the official tensors on the normalised image itself (16x12
+    patches, channel fastest; 16 heads would be 12**-0.5 at full size, here dim 32 / 2 heads); each file carries
+    its repository's test conventions."""
+    kw = dict(input_size=INPUT, depth=2, dim=32, num_heads=2, hidden_heatmap_dim=64)
+    ours = randomize(create_model("tokenpose_t", **kw), seed=8)
+    prefix = "transformer." if layout == "leeyegy" else "keypoint_head.tokenpose."
+    o = to_official(ours.state_dict(), "backbone.", prefix)
+    assert o[prefix + "patch_to_embedding.weight"].shape == (32, 16 * 12 * 3)
+    assert not any(k.startswith("backbone.") for k in o)
+    obj = {"state_dict": o, "epoch": 1} if layout == "leeyegy" else {"meta": {}, "state_dict": o}
+    torch.save(obj, tmp_path / "t.pth")
+    source = "tokenpose" if layout == "leeyegy" else "sdpose"
+    args = ["convert", str(tmp_path / "t.pth"), str(tmp_path / "out.pth"), "--from", source, "--model",
+            "tokenpose_t", "--input-size", "48", "64", "--set", "depth=2", "--set", "dim=32", "--set",
+            "num_heads=2", "--set", "hidden_heatmap_dim=64", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
+    pm = load(tmp_path / "out.pth")
+    conv = pm.config.conventions
+    if layout == "leeyegy":  # lib/core: flip_back without shift, DARK, get_max_preds zeros, DARK warp
+        assert (conv.source, conv.geometry, conv.nonpositive) == ("tokenpose", "dark", "zero")
+        assert not pm.config.shift_heatmap and pm.config.dark
+    else:  # mmpose 0.29 test_cfg: post_process='unbiased', shift_heatmap=True
+        assert (conv.source, conv.geometry, conv.nonpositive) == ("sdpose", "standard", "minus_one")
+        assert pm.config.shift_heatmap and pm.config.dark
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        tokens = reference_tokens(o, x, prefix, depth=2, heads=2, scale=16 ** -0.5, patch=(16, 12))
+        ref = mlp_head(o, prefix, tokens, 4).reshape(2, 17, 16, 12)
+        torch.testing.assert_close(pm.model(x), ref, atol=1e-5, rtol=1e-4)
 
 
 def test_mmpose_and_deep_hrnet_layouts():

@@ -53,6 +53,7 @@ from slimpose.utils.io import SlimposeInputError
 
 __all__ = [
     "SOURCES",
+    "TEST_CONFIGS",
     "ConversionReport",
     "read_official_state_dict",
     "convert_state_dict",
@@ -110,6 +111,43 @@ OFFICIAL_TEST: dict[str, dict[str, Any]] = {
                                 "nonpositive": "minus_one"},
                 "shift_heatmap": False, "dark": False},
 }
+
+# ``--test-config``: the official test config a file was trained and tested with, where its keys cannot tell.
+# mmpose's UDP and DARK HRNet / SimpleBaseline / Lite-HRNet checkpoints (0.x ``*_udp.py`` / ``*_dark.py``, 1.x
+# ``td-hm_*_udp-*`` / ``td-hm_*_dark-*``) hold exactly the tensors of the plain ones; ``default`` keeps the
+# layout's OFFICIAL_TEST. Only ``--from mmpose`` heatmap models have such variants (docs/conversion.md).
+TEST_CONFIGS = ("default", "udp", "dark")
+TEST_CONFIG_SOURCES = ("mmpose",)
+# (mmpose major version, test config) -> updates of the converted config (``conventions`` merged)
+_TEST_CONFIG_UPDATES: dict[tuple[str, str], dict[str, Any]] = {
+    # mmpose 0.x *_udp.py: test_cfg use_udp=True, target_type='GaussianHeatmap', shift_heatmap=False,
+    # TopDownAffine(use_udp=True) -> post_dark_udp (cv2 blur in place, the batch's maps flattened together)
+    ("0", "udp"): {"conventions": {"source": "mmpose-udp", "geometry": "udp", "udp_blur": "plain",
+                                   "udp_border": "pad"}, "shift_heatmap": False, "dark": False},
+    # mmpose 0.x *_dark.py: post_process='unbiased', shift_heatmap=True, modulate_kernel=11
+    ("0", "dark"): {"conventions": {"source": "mmpose-dark"}, "dark": True},
+    # MMPose 1.x td-hm_*_udp-*: UDPHeatmap (refine_keypoints_dark_udp: zero-padded rescaled blur, one instance's
+    # maps flattened together), shift_heatmap=False, TopdownAffine(use_udp=True)
+    ("1", "udp"): {"conventions": {"source": "mmpose1-udp", "geometry": "udp", "udp_blur": "keep_max",
+                                   "udp_border": "pad_instance"}, "shift_heatmap": False, "dark": False},
+    # MMPose 1.x td-hm_*_dark-*: MSRAHeatmap(unbiased=True) (refine_keypoints_dark: Taylor step where
+    # 1 < x < W - 2 and 1 < y < H - 2, blur kernel 11), shift_heatmap=True
+    ("1", "dark"): {"conventions": {"source": "mmpose1-dark"}, "dark": True},
+}
+
+
+def check_test_config(source: str, test_config: str | None) -> str:
+    """``test_config`` (``None``: ``'default'``) if it means something for ``source``, else a SlimposeInputError."""
+    name = "default" if test_config is None else str(test_config)
+    if name not in TEST_CONFIGS:
+        raise SlimposeInputError(f"--test-config {name!r}: choose from {', '.join(TEST_CONFIGS)}")
+    if name != "default" and source not in TEST_CONFIG_SOURCES:
+        raise SlimposeInputError(
+            f"--test-config {name} means nothing for --from {source}: its checkpoints have one official test "
+            f"(written by default); UDP / DARK variants with the plain keys exist for --from "
+            f"{' / '.join(TEST_CONFIG_SOURCES)} only")
+    return name
+
 
 _TOKEN_ROOTS = ("keypoint_token", "pos_embedding", "patch_to_embedding", "transformer", "mlp_head")
 
@@ -533,6 +571,7 @@ def convert_checkpoint(
     allow_partial: bool = False,
     key: str | None = None,
     dataset: int | str | None = None,
+    test_config: str | None = None,
 ) -> ConversionReport:
     """Convert ``src`` (an official file) for slimpose model ``model_name`` and write ``dst``.
 
@@ -541,9 +580,13 @@ def convert_checkpoint(
     raises a SlimposeInputError (after which nothing is written); the report is returned either way
     through ``err.report`` on the exception. ``dataset`` (an index or ``coco``, ``aic``, ...): split a raw
     ViTPose++ checkpoint into the plain ViTPose of that data set first (see the module docstring).
+    ``test_config`` (``--test-config``: ``default``, ``udp``, ``dark``): the official test config of a ``--from
+    mmpose`` heatmap checkpoint, whose keys do not say whether it is a UDP or DARK one (``TEST_CONFIGS``);
+    any other source or model refuses ``udp`` / ``dark`` (SlimposeInputError).
     """
     from slimpose import models
 
+    test_config = check_test_config(source, test_config)
     entries: list[str] = []
     sd, used = read_official_state_dict(src, key, entries)
     if model_name not in models.MODELS:
@@ -564,6 +607,13 @@ def convert_checkpoint(
     except (TypeError, ValueError) as e:
         raise SlimposeInputError(f"cannot build {model_name!r} with {kwargs}: {e}") from None
     k = int(model.num_keypoints) if k is None else k
+    if test_config != "default":
+        from slimpose.heads.heatmap import HeatmapHead
+
+        if getattr(model, "head_class", None) is not HeatmapHead:
+            raise SlimposeInputError(f"--test-config {test_config} is for heatmap models (UDP / DARK heatmap "
+                                     f"decoding); {model_name!r} predicts with "
+                                     f"{getattr(model.head_class, '__name__', 'no heatmap head')}")
     state, report = convert_state_dict(sd, source, model)
     report.source_key = used
     report.ignored[:0] = ignored
@@ -601,6 +651,13 @@ def convert_checkpoint(
         # an MMPose 1.x file (``head.*``, 0.x: ``keypoint_head.*``): heatmaps decode with 1.x's refine_keypoints
         # bounds, SimCC locations of non-positive scores are -1 bins (get_simcc_maximum)
         config["conventions"].update(source="mmpose1", quarter_bounds="mmpose1", simcc_nonpositive="minus_one")
+    if test_config != "default":  # a UDP / DARK config's checkpoint (same keys as the plain one)
+        version = "1" if config["conventions"]["source"] == "mmpose1" else "0"
+        updates = _TEST_CONFIG_UPDATES[(version, test_config)]
+        config["conventions"].update(updates["conventions"])
+        config.update({k_: v for k_, v in updates.items() if k_ != "conventions"})
+        if test_config == "udp":
+            config["data"]["udp"] = True  # informative, as for ViTPose: these configs train with UDP too
     if source == "vitpose":
         # informative only: geometry='udp' alone decides the UDP crops and decoding (crop_warp); data.udp records
         # that ViTPose trains with UDP (read by benchmarks/conversion_parity.py's slimpose_defaults)
@@ -612,7 +669,7 @@ def convert_checkpoint(
         "model": model.state_dict(),
         "model_name": model_name,
         "config": config,
-        "converted_from": {"path": str(src), "source": source, "entry": used},
+        "converted_from": {"path": str(src), "source": source, "entry": used, "test_config": test_config},
     }
     from slimpose.engine.checkpoint import write_checkpoint
 

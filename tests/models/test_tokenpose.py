@@ -12,6 +12,7 @@ from slimpose.models.tokenpose import (
     tokenpose_l_d24,
     tokenpose_s_v1,
     tokenpose_s_v2,
+    tokenpose_t,
 )
 from slimpose.utils.io import SlimposeInputError
 
@@ -80,6 +81,7 @@ PUBLISHED_PARAMS = {
     "tokenpose_b": (13.5e6, "params"),
     "tokenpose_l_d24": (27.5e6, "params"),
     "distilpose_teacher": (69.41e6, "params_trainable"),  # DistilPose Table 3
+    "tokenpose_t": (5.8e6, "params_trainable"),  # TokenPose paper 5.8M (yaml comment: 580.3w)
 }
 
 
@@ -99,3 +101,35 @@ def test_model_index():
     assert len(model.transformer.stacks[0].layers) == 2
     with pytest.raises(SlimposeInputError, match="tokenpose_s_v1"):
         create_model("tokenpose_xl")
+
+
+def test_tokenpose_t_full_size():
+    """TokenPose-T (leeyegy/TokenPose pose_tokenpose_t.py): no CNN, 16x12 patches of the 256x192 crop, 12 layers
+    of dim 192 with 16 heads (scale (192 / 16) ** -0.5), MLP 576, head LN(192)-Linear(192,384)-LN(384)-Linear(384,
+    3072) -> 64x48 heatmaps; 5,865,600 parameters of which 49,152 are the frozen sine embedding."""
+    model = MODELS["tokenpose_t"]().eval()
+    counts = param_breakdown(model)
+    assert (counts["params"], counts["params_trainable"], counts["params_frozen"]) == (5_865_600, 5_816_448, 49_152)
+    assert model.heatmap_size == (48, 64) and model.transformer.feature_size == (192, 256)
+    assert model.transformer.num_patches == 256 and model.transformer.patch_embed.weight.shape == (192, 576)
+    attn = model.transformer.stacks[0].layers[0].attn
+    assert attn.num_heads == 16 and attn.scale == pytest.approx(12 ** -0.5)
+    assert len(model.transformer.stacks[0].layers) == 12
+    assert model.transformer.stacks[0].layers[0].mlp.fc1.weight.shape == (576, 192)
+    assert [tuple(m.weight.shape) for m in model.head.mlp] == [(192,), (384, 192), (384,), (3072, 384)]
+    assert not any(k.startswith("backbone.") for k in model.state_dict())  # IdentityNet: no tensors
+    x = torch.randn(1, 3, 256, 192)
+    with torch.no_grad():
+        assert model(x).shape == (1, 17, 64, 48)
+    assert model.backbone(x) is x
+
+
+def test_tokenpose_t_small_and_heatmap_size():
+    model = tokenpose_t(num_keypoints=5, input_size=(48, 64), depth=1, dim=32, num_heads=2).eval()
+    assert model.heatmap_size == (12, 16) and model.transformer.num_patches == 16
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 48)).shape == (2, 5, 16, 12)
+    other = tokenpose_t(input_size=(48, 64), depth=1, dim=32, num_heads=2, heatmap_size=(24, 32))
+    assert other.head.mlp[-1].out_features == 24 * 32
+    with pytest.raises(ValueError, match="divisible"):
+        tokenpose_t(input_size=(50, 64), depth=1)

@@ -3,7 +3,9 @@
 Renames an official checkpoint (mmcv ``{'state_dict': ...}``, TokenPose ``checkpoint.pth``, raw state dicts,
 ``module.`` prefixes) into a slimpose model, loads it strictly and prints a report of missing, unexpected
 and shape-mismatched keys; exits with status 2 if there is any, unless ``--allow-partial``. ``--dataset K``
-splits a raw ViTPose++ checkpoint into the plain ViTPose of data set K.
+splits a raw ViTPose++ checkpoint into the plain ViTPose of data set K. ``--test-config udp|dark`` says that a
+``--from mmpose`` heatmap checkpoint comes from a UDP or DARK config (its keys are the plain config's), so that
+it predicts with that config's test conventions (docs/conversion.md); other sources refuse it.
 ``--from hot`` / ``--from mixste`` read the official 3-D lifting checkpoints (HoT raw state dicts, MixSTE
 ``run.py`` files) into a lifter of ``slimpose.lifting.models.LIFTERS`` (``--model mixste|hot_mixste|tpc_mixste``,
 sizes read from the file, ``--set`` overrides; see ``slimpose.lifting.convert``).
@@ -17,7 +19,7 @@ import argparse
 import json
 import sys
 
-from slimpose.convert import SOURCES
+from slimpose.convert import SOURCES, TEST_CONFIG_SOURCES, TEST_CONFIGS
 from slimpose.lifting.convert import LIFTING_SOURCES
 from slimpose.utils.io import SlimposeInputError
 
@@ -43,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None, metavar="K",
                         help="ViTPose++ raw checkpoint -> the plain ViTPose of data set K (index or name: coco, aic, "
                              "mpii, ap10k, apt36k, wholebody; fc2 + expert K, head K), e.g. --model vitpose_b")
+    parser.add_argument("--test-config", default=None, choices=TEST_CONFIGS,
+                        help=f"the official test config the file comes from, where its keys cannot tell (--from "
+                             f"{', '.join(TEST_CONFIG_SOURCES)}, heatmap models): udp (*_udp configs: UDP crops and "
+                             "DARK-UDP decoding, no flip shift), dark (*_dark configs: DARK decoding), default (the "
+                             "plain config, as without the option)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -65,7 +72,8 @@ def _convert(args: argparse.Namespace):
     if args.source in LIFTING_SOURCES:
         from slimpose.lifting.convert import convert_lifting_checkpoint
 
-        for flag, value in (("--input-size", args.input_size), ("--dataset", args.dataset)):
+        for flag, value in (("--input-size", args.input_size), ("--dataset", args.dataset),
+                            ("--test-config", args.test_config)):
             if value is not None:
                 raise SlimposeInputError(f"{flag} is for 2-D models, not --from {args.source} (lifting: "
                                          "--set num_frames=T ...)")
@@ -84,7 +92,7 @@ def _convert(args: argparse.Namespace):
                                      f"checkpoint with --from {' or --from '.join(LIFTING_SOURCES)}")
     return convert_checkpoint(
         args.src, args.dst, args.source, args.model, tuple(args.input_size or (192, 256)), args.num_keypoints,
-        overrides, allow_partial=args.allow_partial, key=args.key, dataset=args.dataset,
+        overrides, allow_partial=args.allow_partial, key=args.key, dataset=args.dataset, test_config=args.test_config,
     )
 
 

@@ -5,9 +5,14 @@ UDP measures sizes in pixel intervals, so the crop-to-heatmap scale is
 (official ``generate_udp_gaussian_heatmaps``): a Gaussian centred at the sub-pixel keypoint
 ``x / scale``, truncated to the ``2 * int(3 sigma) + 1`` window around its rounded position.
 Decoding (official ``refine_keypoints_dark_udp``): argmax, DARK blur, ``log(clip(., 1e-3, 50))``,
-one Taylor step with a 3x3 stencil, then ``* scale``. Note: MMPose 1.x maps back with
-``input_size / (heatmap_size - 1)``, inconsistent with its own encoder; here the encoder's scale is
-used both ways so that the round trip is unbiased.
+one Taylor step with a 3x3 stencil, then ``* scale``. MMPose 1.x ``UDPHeatmap.decode`` returns
+``keypoints / (heatmap_size - 1) * input_size`` (``mmpose/codecs/udp_heatmap.py``), i.e. input-space keypoints
+scaled by ``input / (input - 1)`` against this codec's, but ``TopdownPoseEstimator.add_pred_to_datasample``
+then divides by ``input_size`` (``kp / input_size * box + center - box / 2``): in image pixels that is
+``hm / (heatmap_size - 1) * box + center - box / 2``, exactly ``hm * (input - 1) / (heatmap - 1)`` mapped
+through the inverse UDP warp (``(output - 1) / box``), which is what slimpose does. The official pipeline
+is consistent end to end; only its intermediate crop-space keypoints differ from slimpose's (by
+``input / (input - 1)``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from slimpose.models.tokenpose import (
     tokenpose_s_v1,
     tokenpose_s_v1_simdr,
     tokenpose_s_v2,
+    tokenpose_t,
 )
 from slimpose.models.unitranspose import unitranspose_b, unitranspose_s, unitranspose_t
 from slimpose.models.vitpose import vitpose_b, vitpose_h, vitpose_l, vitpose_s
@@ -49,6 +50,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # TokenPose family (heatmaps from keypoint tokens)
     "tokenpose_s_v1": tokenpose_s_v1,
     "tokenpose_s_v2": tokenpose_s_v2,
+    "tokenpose_t": tokenpose_t,  # no CNN: 16x12 patches of the image
     "tokenpose_b": tokenpose_b,
     "tokenpose_l_d24": tokenpose_l_d24,
     "distilpose_teacher": distilpose_teacher,

@@ -4,7 +4,8 @@ A CNN backbone (StemNet or a truncated HRNet) gives a stride-4 feature map; a ``
 turns it into keypoint + visual tokens; a ``TokenHeatmapHead`` maps every keypoint token to a
 heatmap (official ``TokenPose_S_base`` / ``TokenPose_TB_base`` / ``TokenPose_L_base``). TokenPose-L
 ("keypoint token fusion") concatenates the keypoint tokens after each of its three 8-layer stacks
-(3 x 192 = 576) before the head.
+(3 x 192 = 576) before the head. TokenPose-T has no CNN (``ImageBackbone``): the normalised crop itself is
+cut into 16x12 patches and the head gives heatmaps of an explicit size (64x48, a quarter of the input).
 """
 
 from __future__ import annotations
@@ -21,14 +22,32 @@ from slimpose.models.hrnet import hrnet_w32_backbone, hrnet_w48_backbone
 from slimpose.models.transformer import PosEmbedding, TokenPruning, TokenTransformer
 
 
+class ImageBackbone(nn.Module):
+    """No backbone: the normalised RGB crop is the feature map (``out_channels`` 3, ``stride`` 1, no weights).
+
+    TokenPose-T (leeyegy/TokenPose ``pose_tokenpose_t.py`` has none; SDPose's copy uses ``IdentityNet``, an
+    ``nn.Identity`` without tensors)."""
+
+    stride = 1
+
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.out_channels = int(channels)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
 class TokenPose(PoseNet):
     """Backbone + token transformer + heatmap layer; ``forward(images) -> heatmaps (B,K,h,w)``.
 
     Args:
         backbone: module with ``out_channels`` and ``stride`` returning one feature map.
         num_keypoints: ``K``.
-        input_size: ``(w, h)`` of the input crops; heatmaps and features are ``input_size / stride``.
+        input_size: ``(w, h)`` of the input crops; features are ``input_size / stride``.
         patch_size: ``(ph, pw)`` patch of the feature map, height first.
+        heatmap_size: ``(w, h)`` of the output heatmaps; ``None`` (every CNN-backbone variant): the feature size.
+            TokenPose-T (stride-1 ``ImageBackbone``) gives ``input_size / 4``.
         fuse_stacks: TokenPose-L keypoint-token fusion (head input ``dim * num_stacks``).
         pruning: PPT token pruning (``TokenPruning`` or ``{'layers': [3, 6, 9], 'keep_ratio': 0.7}``).
         Remaining arguments go to ``TokenTransformer`` / ``TokenHeatmapHead``.
@@ -55,16 +74,18 @@ class TokenPose(PoseNet):
         dropout: float = 0.0,
         emb_dropout: float = 0.0,
         pruning: TokenPruning | dict | None = None,
+        heatmap_size: tuple[int, int] | None = None,
     ):
         super().__init__()
-        self.heatmap_size = backbone_feature_size(backbone, input_size, type(self).__name__)
+        feature_size = backbone_feature_size(backbone, input_size, type(self).__name__)
+        self.heatmap_size = feature_size if heatmap_size is None else (int(heatmap_size[0]), int(heatmap_size[1]))
         self.num_keypoints = num_keypoints
         self.input_size = tuple(input_size)
         self.fuse_stacks = fuse_stacks
         self.backbone = backbone
         self.transformer = TokenTransformer(
             in_channels=backbone.out_channels,
-            feature_size=self.heatmap_size,
+            feature_size=feature_size,
             patch_size=patch_size,
             num_keypoints=num_keypoints,
             dim=dim,
@@ -151,6 +172,25 @@ def tokenpose_s_v2(
     """
     backbone = pop_stem_backbone(overrides)
     cfg = dict(patch_size=(2, 2), dim=192, depth=12, num_heads=8, scale_with_head=False)
+    cfg.update(overrides)
+    return TokenPose(backbone, num_keypoints, input_size, **cfg)
+
+
+def tokenpose_t(num_keypoints: int = 17, input_size: tuple[int, int] = (192, 256), **overrides) -> TokenPose:
+    """TokenPose-T: no CNN, the normalised crop cut into 16x12 (h x w) patches (256 tokens of 16*12*3 = 576
+    values, channel fastest), 12 layers, 16 heads, dim 192, MLP ratio 3, ``head_dim**-0.5`` (12**-0.5),
+    sine-full; head ``LN(192), Linear(192, 384), LN(384), Linear(384, 3072)`` -> heatmaps ``input_size / 4``
+    (64x48). leeyegy/TokenPose ``pose_tokenpose_t.py`` (``tokenpose_t_256_192_patch1612_dim192_depth12_heads16``);
+    SDPose's ``tokenpose_t_coco_256x192.py`` (``IdentityNet`` backbone). 5,865,600 params (5,816,448 trainable;
+    the yaml says 5.803M, the paper 5.8M). ``heatmap_size=`` overrides the quarter-size heatmaps.
+    """
+    backbone = pop_backbone(overrides, ImageBackbone)
+    w, h = input_size
+    if w % 4 or h % 4:
+        raise ValueError(f"tokenpose_t: input_size (w, h) = {tuple(input_size)} must be divisible by 4 "
+                         "(heatmaps of a quarter of the input)")
+    cfg = dict(patch_size=(16, 12), dim=192, depth=12, num_heads=16, mlp_ratio=3.0, scale_with_head=True,
+               heatmap_size=(w // 4, h // 4))
     cfg.update(overrides)
     return TokenPose(backbone, num_keypoints, input_size, **cfg)
 

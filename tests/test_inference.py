@@ -131,15 +131,43 @@ def test_prepared_networks_predict_what_the_trained_network_predicts(name):
 def test_the_check_refuses_a_rewrite_that_changes_the_outputs(monkeypatch):
     import slimpose.inference as inf
 
-    model = _randomise_bns(MODELS["simcc_stem"]())
+    model = _randomise_bns(MODELS["distilpose_s"]())
 
     def broken(conv, bn):  # forgets the BN shift
         with torch.no_grad():
             conv.weight.mul_(2.0)
 
     monkeypatch.setattr(inf, "fold_conv_bn", broken)
+    net = prepare_for_inference(model)  # retried without folding: still right
+    assert net.inference_info["folded_bn"] == 0 and net.inference_info["conv_patchify"] == 1
+    x = torch.randn(*model.input_spec.shape(2))
+    assert max_output_difference(model, net, x, relative=True) < 1e-4
+
+    def broken_patchify(net):  # doubles the embedding weights
+        with torch.no_grad():
+            for e in net.modules():
+                if isinstance(e, FeaturePatchEmbed):
+                    e.weight.mul_(2.0)
+        return 1
+
+    monkeypatch.setattr(inf, "conv_patch_embeddings", broken_patchify)
+    model.train()
     with pytest.raises(InferenceCheckError, match="changes its outputs"):
         prepare_for_inference(model)
+    assert model.training  # the caller's mode is restored
+
+
+def test_load_falls_back_to_the_trained_network_when_the_rewrite_fails(checkpoint, monkeypatch):
+    import slimpose
+    import slimpose.inference as inf
+
+    def fails(*a, **k):
+        raise RuntimeError("view size is not compatible")
+
+    monkeypatch.setattr(inf, "prepare_for_inference", fails)
+    with pytest.warns(UserWarning, match="predicting with the network as trained"):
+        pm = slimpose.load(checkpoint)
+    assert pm.network is pm.model
 
 
 def test_onnxruntime_backend_and_int8():

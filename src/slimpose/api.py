@@ -249,12 +249,16 @@ class PoseModel:
         batch_size: crops per forward pass.
         backend: how the network runs (``slimpose.inference``): ``'torch'`` (default: the inference rewrite,
             eager), ``'compile'``, ``'onnxruntime'``, or ``'train'`` (the network exactly as trained, no rewrite).
-            Every backend predicts what the trained network predicts (checked when it is built).
+            The fp32 torch and onnxruntime backends are checked against the trained network when built (a
+            failure warns and predicts with the trained network); ``compile`` is checked in eager form only,
+            bf16 / int8 differences are reported (``network.inference_info``), not bounded.
         quantize: ``'int8'``: ONNX Runtime with dynamically quantised linear layers (``backend='onnxruntime'``).
         threads: ONNX Runtime threads (default: torch's).
         precision: ``'fp32'`` (default), ``'bf16'`` or ``'fp16'`` (GPU): autocast of the torch backends.
 
-    ``model`` is the network as trained (export, weights); ``network`` what predicts.
+    ``model`` is the network as trained (export, weights); ``network`` what predicts: a copy made here, so an
+    edit of ``model``'s weights reaches the predictions only through ``PoseModel(model, head, ...)`` again
+    (or ``backend='train'``, which predicts with ``model`` itself).
     """
 
     def __init__(
@@ -299,7 +303,7 @@ class PoseModel:
 
     def _network(self, backend: str, quantize: str | None, threads: int | None, precision: str) -> nn.Module:
         """The network that predicts: ``model`` itself (``'train'``) or its inference form."""
-        from slimpose.inference import InferenceCheckError, inference_model
+        from slimpose.inference import inference_model
 
         if backend == "train":
             if quantize is not None or precision != "fp32":
@@ -309,8 +313,12 @@ class PoseModel:
             raise SlimposeInputError("backend 'onnxruntime' runs on the CPU: use device='cpu'")
         try:
             return inference_model(self.model, backend, quantize=quantize, threads=threads, precision=precision)
-        except InferenceCheckError as e:  # never wrong: fall back to the network as trained
-            warnings.warn(f"{e}; predicting with the network as trained", stacklevel=3)
+        except SlimposeInputError:
+            raise  # a bad option or a missing package: say so
+        except Exception as e:  # noqa: BLE001 - a rewrite or export the network does not take: never wrong
+            warnings.warn(f"the {backend} inference path of {type(self.model).__name__} failed "
+                          f"({type(e).__name__}: {str(e)[:300]}); predicting with the network as trained",
+                          stacklevel=3)
             return self.model
 
     # ------------------------------------------------------------------ construction

@@ -99,6 +99,10 @@ def export_onnx(
     from slimpose.models.spec import input_spec_of
 
     onnx, _ = require_onnx()
+    from slimpose.inference import QUANTIZE
+
+    if quantize not in QUANTIZE:
+        raise SlimposeInputError(f"quantize must be one of {QUANTIZE[1:]}, got {quantize!r}")
     model = copy.deepcopy(model).cpu().eval()
     if head is None and (decode_in_graph or getattr(model, "head_class", None) is not None):
         head = default_head(model)
@@ -119,11 +123,9 @@ def export_onnx(
         )
         onnx.checker.check_model(str(tmp))
         if quantize is not None:
-            from slimpose.inference import QUANTIZE, quantize_onnx_int8
+            from slimpose.inference import quantize_onnx_int8
 
-            if quantize not in QUANTIZE:
-                raise SlimposeInputError(f"quantize must be one of {QUANTIZE[1:]}, got {quantize!r}")
-            fp32 = tmp.with_name(tmp.name + ".fp32")
+            fp32 = tmp.with_suffix(".fp32.tmp")  # a stale-temp-file name: cleaned up after a kill
             os.replace(tmp, fp32)
             try:
                 quantize_onnx_int8(fp32, tmp)
@@ -187,7 +189,7 @@ def export_checkpoint(
     if fmt == "safetensors":
         from slimpose.engine.checkpoint import export_safetensors
 
-        load(src)  # the weights must rebuild a slimpose model before they are shipped
+        load(src, backend="train")  # the weights must rebuild a slimpose model before they are shipped
         ckpt = {"model": sd, "model_name": meta.get("model_name", ""), "config": meta.get("config") or {}}
         export_safetensors(ckpt, dst)
         return {"path": str(dst), "format": "safetensors", "tensors": len(sd)}

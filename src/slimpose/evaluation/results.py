@@ -57,7 +57,7 @@ def validate_coco_results(
     ``source`` names the file (or "results list") in every error message, together with the
     index of the offending record. Checks: a list of objects; integer ``image_id`` and
     ``category_id``; ``keypoints`` a flat list of 3*K finite numbers (K equal for all records and
-    to ``num_keypoints`` when given); a finite ``score``; an optional integer ``track_id`` is kept.
+    to ``num_keypoints`` when given); a finite ``score``; an integer ``track_id`` is kept (another type is ignored).
     """
     if not isinstance(records, (list, tuple)):
         raise SlimposeInputError(
@@ -103,10 +103,8 @@ def validate_coco_results(
             raise SlimposeInputError(f"{where}: score is NaN or infinite")
         out = {"image_id": int(rec["image_id"]), "category_id": int(rec["category_id"]),
                "keypoints": arr.tolist(), "score": float(score)}
-        if "track_id" in rec:  # slimpose predict VIDEO: the person's track (slimpose.tracking)
-            if not _is_int_id(rec["track_id"]):
-                raise SlimposeInputError(f"{where}: track_id must be an integer, got {rec['track_id']!r}")
-            out["track_id"] = int(rec["track_id"])
+        if "track_id" in rec and _is_int_id(rec["track_id"]):  # slimpose predict VIDEO (slimpose.tracking);
+            out["track_id"] = int(rec["track_id"])  # another tool's non-integer track ids are ignored
         clean.append(out)
     return clean
 

@@ -115,6 +115,12 @@ def select_track(records: list[dict[str, Any]], track: int | None, where: str
         shown = ", ".join(f"{tid} ({n} frames)" for tid, n in list(counts.items())[:20])
         raise SlimposeInputError(f"{where}: no track {track}; the tracks present are {shown}"
                                  f"{' ...' if len(counts) > 20 else ''}")
+    untracked = sum("track_id" not in r for r in records)
+    if untracked:
+        import sys
+
+        print(f"[slimpose] {where}: {untracked} records have no track_id and are left out (the file mixes "
+              "tracked and untracked records)", file=sys.stderr)
     return [r for r in records if r.get("track_id") == track], track, counts
 
 

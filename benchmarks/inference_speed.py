@@ -62,6 +62,17 @@ def _official_pair(name: str, cycles: int = 1):
     return model.eval(), official.eval()
 
 
+def backend_options(label: str) -> dict[str, Any]:
+    """A candidate label (``'onnxruntime int8'``, ``'torch bf16'``, ``'compile'``, ...) -> the keywords of
+    ``slimpose.inference.inference_model`` / ``slimpose.load``."""
+    backend, _, variant = label.partition(" ")
+    if variant == "int8":
+        return {"backend": backend, "quantize": "int8"}
+    if variant in ("bf16", "fp16"):
+        return {"backend": backend, "precision": variant}
+    return {"backend": backend}
+
+
 def _first(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out[0]
 
@@ -78,14 +89,8 @@ def candidates(name: str, backends: list[str], example: torch.Tensor, threads: i
         _, released = _official_pair(name, cycles=2)
         runs.append(("official, 2 cycles (as released)", released))
     runs += [("official", official), ("slimpose train", model)]
-    for backend in backends:
-        if backend == "onnxruntime int8":
-            runs.append((f"slimpose {backend}", inference_model(model, "onnxruntime", quantize="int8",
-                                                                 threads=threads)))
-        elif backend == "torch bf16":
-            runs.append((f"slimpose {backend}", inference_model(model, "torch", precision="bf16")))
-        else:
-            runs.append((f"slimpose {backend}", inference_model(model, backend, threads=threads)))
+    for label in backends:
+        runs.append((f"slimpose {label}", inference_model(model, **backend_options(label), threads=threads)))
     diffs = {}
     with torch.inference_mode():
         ref = _first(official(example))
@@ -161,12 +166,7 @@ def ap_rows(checkpoint: str, data: str, backends: list[str], threads: int) -> li
     images = [(im["id"], root / "images" / im["file_name"]) for im in gt["images"] if im["id"] in boxes]
     rows = []
     for backend in ["train", *backends]:
-        kw: dict[str, Any] = {"backend": backend.split()[0], "threads": threads}
-        if backend == "onnxruntime int8":
-            kw["quantize"] = "int8"
-        if backend == "torch bf16":
-            kw["precision"] = "bf16"
-        pm = slimpose.load(checkpoint, **kw)
+        pm = slimpose.load(checkpoint, **backend_options(backend), threads=threads)
         records = []
         for image_id, path in images:
             result = pm.predict(str(path), np.asarray(boxes[image_id], dtype=np.float64))

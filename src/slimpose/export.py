@@ -99,10 +99,9 @@ def export_onnx(
     from slimpose.models.spec import input_spec_of
 
     onnx, _ = require_onnx()
-    from slimpose.inference import QUANTIZE
+    from slimpose.inference import check_quantize
 
-    if quantize not in QUANTIZE:
-        raise SlimposeInputError(f"quantize must be one of {QUANTIZE[1:]}, got {quantize!r}")
+    check_quantize(quantize)
     model = copy.deepcopy(model).cpu().eval()
     if head is None and (decode_in_graph or getattr(model, "head_class", None) is not None):
         head = default_head(model)

@@ -43,6 +43,12 @@ QUANTIZE = (None, "int8")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def check_quantize(quantize: str | None) -> None:
+    """A SlimposeInputError unless ``quantize`` is one of ``QUANTIZE``."""
+    if quantize not in QUANTIZE:
+        raise SlimposeInputError(f"quantize must be one of {QUANTIZE[1:]}, got {quantize!r}")
+
+
 class InferenceCheckError(RuntimeError):
     """The rewritten network does not give the original network's outputs."""
 
@@ -204,11 +210,19 @@ class InferenceNetwork(nn.Module):
             return getattr(super().__getattr__("net"), name)
 
 
-def max_output_difference(a: nn.Module, b: nn.Module, example: torch.Tensor, relative: bool = False) -> float:
-    """Largest absolute difference between the outputs of ``a`` and ``b`` on ``example``; ``relative``: divided
-    by the largest magnitude of ``a``'s output (at least 1)."""
+def network_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tensor]:
+    """``module(example)`` flattened into a list of tensors, under ``torch.inference_mode``."""
     with torch.inference_mode():
-        oa, ob = _flat_outputs(a(example)), _flat_outputs(b(example))
+        return _flat_outputs(module(example))
+
+
+def max_output_difference(a: nn.Module | list[torch.Tensor], b: nn.Module, example: torch.Tensor,
+                          relative: bool = False) -> float:
+    """Largest absolute difference between the outputs of ``a`` (a module, or its ``network_outputs`` on
+    ``example``, computed once) and ``b`` on ``example``; ``relative``: divided by the largest magnitude of
+    ``a``'s output (at least 1)."""
+    oa = a if isinstance(a, list) else network_outputs(a, example)
+    ob = network_outputs(b, example)
     if len(oa) != len(ob) or any(x.shape != y.shape for x, y in zip(oa, ob)):
         return float("inf")
     diffs = [float((x.float() - y.float()).abs().max()) / (max(1.0, float(x.abs().max())) if relative else 1.0)
@@ -217,26 +231,29 @@ def max_output_difference(a: nn.Module, b: nn.Module, example: torch.Tensor, rel
 
 
 def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None, fold_bn: bool = True,
-                          channels_last: bool = True, conv_patchify: bool = True, atol: float = 1e-4
-                          ) -> nn.Module:
+                          channels_last: bool = True, conv_patchify: bool = True, atol: float = 1e-4,
+                          reference: list[torch.Tensor] | None = None) -> nn.Module:
     """A frozen, eval-mode copy of ``model`` with the rewrites of the module doc; checked on ``example``
     (default: a random input of its input spec) against ``model`` (in eval mode; its mode is restored) to
-    ``atol`` of the outputs' scale. When the check fails with BN folding, it is tried once more without."""
+    ``atol`` of the outputs' scale. When the check fails with BN folding, it is tried once more without.
+    ``reference``: ``model``'s ``network_outputs`` on ``example``, when the caller has them."""
     was_training = model.training
+    model.eval()
     try:
-        return _prepare(model.eval(), example, fold_bn, channels_last, conv_patchify, atol)
-    except InferenceCheckError:
-        if not fold_bn:
-            raise
-        return _prepare(model, example, False, channels_last, conv_patchify, atol)
+        example = example_input(model) if example is None else example
+        reference = network_outputs(model, example) if reference is None else reference
+        try:
+            return _prepare(model, example, reference, fold_bn, channels_last, conv_patchify, atol)
+        except InferenceCheckError:
+            if not fold_bn:
+                raise
+            return _prepare(model, example, reference, False, channels_last, conv_patchify, atol)
     finally:
         model.train(was_training)
 
 
-def _prepare(reference: nn.Module, example: torch.Tensor | None, fold_bn: bool, channels_last: bool,
-             conv_patchify: bool, atol: float) -> nn.Module:
-    model = reference
-    example = example_input(model) if example is None else example
+def _prepare(model: nn.Module, example: torch.Tensor, reference: list[torch.Tensor], fold_bn: bool,
+             channels_last: bool, conv_patchify: bool, atol: float) -> nn.Module:
     net = copy.deepcopy(model).eval()
     info = {"folded_bn": 0, "conv_patchify": 0, "channels_last": False}
     if fold_bn:
@@ -331,8 +348,7 @@ class OnnxRuntimeModule(nn.Module):
         from slimpose.export import DEFAULT_OPSET, require_onnx
 
         require_onnx()
-        if quantize not in QUANTIZE:
-            raise SlimposeInputError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+        check_quantize(quantize)
         keep = None
         if path is None:
             keep = tempfile.TemporaryDirectory(prefix="slimpose_ort_")
@@ -370,25 +386,27 @@ def inference_model(model: nn.Module, backend: str = "torch", example: torch.Ten
     if backend not in BACKENDS:
         raise SlimposeInputError(f"backend must be one of {', '.join(BACKENDS)} (or 'train' for slimpose.load), "
                                  f"got {backend!r}")
-    if quantize not in QUANTIZE:
-        raise SlimposeInputError(f"quantize must be one of {QUANTIZE[1:]}, got {quantize!r}")
+    check_quantize(quantize)
     if quantize is not None and backend != "onnxruntime":
         raise SlimposeInputError(f"quantize={quantize!r} needs backend='onnxruntime'")
     if precision not in PRECISIONS or (precision != "fp32" and backend == "onnxruntime"):
         raise SlimposeInputError(f"precision must be one of {', '.join(PRECISIONS)} (fp32 only for onnxruntime), "
                                  f"got {precision!r}")
     example = example_input(model) if example is None else example
-    net = prepare_for_inference(model, example, **prepare)
+    was_training = model.training
+    reference = network_outputs(model.eval(), example)  # once, for every check below
+    model.train(was_training)
+    net = prepare_for_inference(model, example, reference=reference, **prepare)
     info = dict(net.inference_info, backend=backend, quantize=quantize, precision=precision)
     if precision != "fp32":
         net.precision = precision
-        info["max_difference"] = max_output_difference(model, net, example, relative=True)
+        info["max_difference"] = max_output_difference(reference, net, example, relative=True)
     if backend == "compile":
         net = CompiledModule(net)
     elif backend == "onnxruntime":
         # ONNX keeps no memory format: export the folded network without the channels-last wrapper
         net = OnnxRuntimeModule.from_model(net.net, example, quantize=quantize, threads=threads)
-        diff = max_output_difference(model, net, example, relative=True)
+        diff = max_output_difference(reference, net, example, relative=True)
         if quantize is None and not diff <= prepare.get("atol", 1e-4):
             raise InferenceCheckError(f"ONNX Runtime changes the outputs of {type(model).__name__} by {diff:.3g}")
         info["max_difference"] = max(info["max_difference"], diff)

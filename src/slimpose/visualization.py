@@ -114,8 +114,8 @@ def draw_track_ids(image_bgr: np.ndarray, boxes: np.ndarray, track_ids: Sequence
     for (x, y, bw, bh), tid in zip(np.asarray(boxes, dtype=np.float64).reshape(len(track_ids), -1)[:, :4],
                                    track_ids):
         color = track_color(tid)
+        draw_boxes(out, np.array([[x, y, bw, bh]]), color, t, copy=False)
         p1 = (int(round(x)), int(round(y)))
-        cv2.rectangle(out, p1, (int(round(x + bw)), int(round(y + bh))), color, t)
         text = f"#{int(tid)}"
         (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
         y_text = p1[1] - 4 if p1[1] - 4 - text_h >= 0 else p1[1] + text_h + 4  # inside the box at the top
